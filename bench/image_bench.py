@@ -1,0 +1,352 @@
+"""Image recognition benchmark: recall per transform, false positives, latency, memory.
+
+Corpus: real images from Debian packages (run ``bench/install_image_corpora.sh`` first):
+wallpapers/photos (mate-backgrounds, gnome-backgrounds, lomiri-wallpapers) and clip art
+(openclipart-png). Files are de-duplicated by content, shuffled with a fixed seed and split into
+"registered" works and "distractors" (never registered; each must match nothing).
+``--corpus synthetic`` uses tests/fixtures/images.py instead (no packages needed).
+
+For every transform of tests/fixtures/images.py a seeded copy of registered works is queried.
+Reported, in one run:
+  * recall per transform (top hit is the right work) and which signal found it, wrong-work rate
+  * the false-positive rate on distractor queries
+  * baselines on the same queries: plain pHash (<= 10 bits) and PDQ with its 8 dihedral
+    variants at HMA's threshold (<= 31 bits)
+  * fingerprint time per image, query p50/p99 at bench size
+  * global-tier query p50/p99 with 1,000,000 registered codes (synthetic codes + the corpus)
+  * index memory
+
+Usage:  .venv/bin/python -m bench.image_bench [--quick] [--registered N] [--distractors N]
+        [--per-transform N] [--workers N] [--million N] [--corpus real|synthetic]
+No asserts: it prints tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import os
+import random
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+for p in (ROOT, ROOT / "shared", ROOT / "services" / "fingerprint", ROOT / "services" / "match"):
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from contentmatch_fingerprint.signals.image import decode_image, fingerprint_image  # noqa: E402
+from contentmatch_match.index.image import ImageIndex, _hamming, _hex_codes  # noqa: E402
+from tests.fixtures.images import TRANSFORMS, make_image, to_bytes, transform_bytes  # noqa: E402
+
+CORPUS_GLOBS = {
+    "photo": [
+        "/usr/share/backgrounds/**/*.jpg", "/usr/share/backgrounds/**/*.png",
+        "/usr/share/backgrounds/**/*.webp", "/usr/share/wallpapers/**/*.jpg",
+        "/usr/share/wallpapers/**/*.png",
+    ],
+    "clipart": ["/usr/share/openclipart/png/**/*.png"],
+}
+MIN_SIDE = 96
+ORIG_SIDE = 1024  # registered originals are stored at most this long (bench speed)
+BASELINE_PHASH = 10
+BASELINE_PDQ = 31
+
+
+def list_corpus(seed: int) -> list[str]:
+    files: list[str] = []
+    for patterns in CORPUS_GLOBS.values():
+        for pat in patterns:
+            files.extend(glob.glob(pat, recursive=True))
+    files = sorted(set(os.path.realpath(f) for f in files))
+    seen: set[str] = set()
+    unique = []
+    for f in files:
+        try:
+            h = hashlib.md5(Path(f).read_bytes()).hexdigest()
+        except OSError:
+            continue
+        if h not in seen:
+            seen.add(h)
+            unique.append(f)
+    random.Random(seed).shuffle(unique)
+    # photos first so that the few real photos are always part of the registered set
+    photos = [f for f in unique if "/openclipart/" not in f]
+    clip = [f for f in unique if "/openclipart/" in f]
+    return photos + clip
+
+
+def load_original(src: str) -> Image.Image | None:
+    """The registered original: decoded like an upload, at most ORIG_SIDE px, RGB."""
+    if src.startswith("synthetic:"):
+        seed = int(src.split(":")[1])
+        r = np.random.default_rng(seed + 99)
+        return make_image(seed, (int(r.integers(400, 900)), int(r.integers(300, 800))))
+    try:
+        rgb, _w, _h = decode_image(Path(src).read_bytes(), max_side=ORIG_SIDE)
+    except Exception:
+        return None
+    if min(rgb.size) < MIN_SIDE:
+        return None
+    a = np.asarray(rgb.convert("L"), dtype=np.float32)
+    if a.std() < 6:  # blank or near-blank pictures carry no signal
+        return None
+    return rgb
+
+
+def _timed_fp(data: bytes):
+    t = time.perf_counter()
+    fp = fingerprint_image(data)
+    return fp, time.perf_counter() - t
+
+
+def job(args):
+    """Worker: the registered fingerprint and the seeded transformed queries of one image."""
+    src, kind, transforms, seed = args
+    img = load_original(src)
+    if img is None:
+        return None
+    out = {"src": src, "kind": kind, "fp_times": []}
+    if kind == "distractor":
+        fp, dt = _timed_fp(to_bytes(img, "JPEG", quality=85))
+        out["fp"] = fp
+        out["fp_times"].append(dt)
+        return out
+    fp, dt = _timed_fp(to_bytes(img, "PNG"))
+    out["fp"] = fp
+    out["fp_times"].append(dt)
+    queries = {}
+    for name in transforms:
+        data, _ext = transform_bytes(img, name, seed=seed)
+        try:
+            q, dt = _timed_fp(data)
+        except Exception:
+            continue
+        queries[name] = q
+        out["fp_times"].append(dt)
+    out["queries"] = queries
+    return out
+
+
+def pct(a, q):
+    return float(np.percentile(np.asarray(a), q)) if len(a) else float("nan")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="200 registered / 400 distractors")
+    ap.add_argument("--registered", type=int, default=1000)
+    ap.add_argument("--distractors", type=int, default=2000)
+    ap.add_argument("--per-transform", type=int, default=None,
+                    help="registered works queried per transform (default: all)")
+    ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2)))
+    ap.add_argument("--million", type=int, default=1_000_000,
+                    help="global-tier scale test size (0 to skip)")
+    ap.add_argument("--corpus", choices=("real", "synthetic"), default="real")
+    ap.add_argument("--seed", type=int, default=1234)
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.registered, args.distractors = 200, 400
+        if args.per_transform is None:
+            args.per_transform = 200
+
+    t_start = time.time()
+    if args.corpus == "real":
+        files = list_corpus(args.seed)
+        if len(files) < 100:
+            sys.exit("corpus missing: run bench/install_image_corpora.sh (needs root)")
+    else:
+        files = [f"synthetic:{i}" for i in range(200_000, 200_000 + 3 * (args.registered
+                                                                        + args.distractors))]
+    # Over-provision: some files are rejected (tiny, blank, undecodable).
+    want = args.registered + args.distractors
+    pool = files[: int(want * 1.25) + 50]
+    reg_src, dis_src = pool[: int(args.registered * 1.25) + 20], pool[int(args.registered * 1.25)
+                                                                        + 20:]
+    per_t = args.per_transform or args.registered
+    jobs = []
+    for i, src in enumerate(reg_src):
+        jobs.append((src, "registered", TRANSFORMS if i < per_t * 1.25 + 10 else (), i))
+    jobs += [(src, "distractor", (), i) for i, src in enumerate(dis_src)]
+    print(f"corpus: {len(files)} files; fingerprinting {len(jobs)} originals + queries "
+          f"with {args.workers} workers ...", flush=True)
+    results = []
+    with ProcessPoolExecutor(args.workers) as ex:
+        for r in ex.map(job, jobs, chunksize=4):
+            if r is not None:
+                results.append(r)
+    registered = [r for r in results if r["kind"] == "registered"][: args.registered]
+    distractors = [r for r in results if r["kind"] == "distractor"][: args.distractors]
+    fp_times = [t for r in registered + distractors for t in r["fp_times"]]
+    n_photo = sum("/openclipart/" not in r["src"] for r in registered + distractors)
+    print(f"fingerprinting done in {time.time() - t_start:.0f} s: {len(registered)} registered, "
+          f"{len(distractors)} distractors ({n_photo} photos/wallpapers, rest clip art)")
+
+    # ---- index -------------------------------------------------------------------------
+    idx = ImageIndex()
+    t = time.perf_counter()
+    for i, r in enumerate(registered):
+        idx.add(f"w{i}", r["fp"])
+    t_add = time.perf_counter() - t
+    reg_ph = np.stack([_hex_codes(r["fp"].hashes["phash"], 8) for r in registered])
+    reg_pq = np.stack([_hex_codes(r["fp"].hashes["pdq"], 32) for r in registered])
+
+    def baseline(fp):
+        """(pHash<=10 best work or None, PDQ-dihedral<=31 best work or None)."""
+        dp = _hamming(reg_ph, _hex_codes(fp.hashes["phash"], 8))
+        j = int(np.argmin(dp))
+        b1 = j if dp[j] <= BASELINE_PHASH else None
+        dih = fp.extra["variants"]["pdq_dihedral"].split(",")
+        dq = np.min(np.stack([_hamming(reg_pq, _hex_codes(h, 32)) for h in dih]), axis=0)
+        k = int(np.argmin(dq))
+        b2 = k if dq[k] <= BASELINE_PDQ else None
+        return b1, b2
+
+    rows = []
+    lat_all = []
+    wrong_total = 0
+    queried_total = 0
+    for name in TRANSFORMS:
+        n = ok = wrong = b_ph = b_pdq = 0
+        signals: dict[str, int] = {}
+        lat = []
+        for i, r in enumerate(registered[:per_t]):
+            q = r.get("queries", {}).get(name)
+            if q is None:
+                continue
+            n += 1
+            t = time.perf_counter()
+            hits = idx.search(q)
+            dt = time.perf_counter() - t
+            lat.append(dt)
+            wid = f"w{i}"
+            if hits and hits[0].work_id == wid:
+                ok += 1
+                sig = hits[0].signal
+                signals[sig] = signals.get(sig, 0) + 1
+            if any(h.work_id != wid for h in hits):
+                wrong += 1
+            p1, p2 = baseline(q)
+            b_ph += p1 == i
+            b_pdq += p2 == i
+        lat_all += lat
+        wrong_total += wrong
+        queried_total += n
+        rows.append((name, n, ok / max(n, 1), wrong, b_ph / max(n, 1), b_pdq / max(n, 1),
+                     pct(lat, 50) * 1e3, signals))
+
+    fp_count = 0
+    fp_detail = []
+    dis_lat = []
+    b_fp_ph = b_fp_pdq = 0
+    for r in distractors:
+        t = time.perf_counter()
+        hits = idx.search(r["fp"])
+        dis_lat.append(time.perf_counter() - t)
+        if hits:
+            fp_count += 1
+            h = hits[0]
+            fp_detail.append((os.path.basename(r["src"]),
+                              os.path.basename(registered[int(h.work_id[1:])]["src"]),
+                              h.signal, h.distance))
+        p1, p2 = baseline(r["fp"])
+        b_fp_ph += p1 is not None
+        b_fp_pdq += p2 is not None
+    lat_all += dis_lat
+
+    benign = {"resize_third", "resize_half", "jpeg_q20", "jpeg_q75", "webp_small",
+              "brightness_contrast", "grayscale", "blur_noise"}
+    print()
+    print(f"{'transform':22s} {'n':>5s} {'recall':>7s} {'wrong':>5s} {'pHash<=10':>9s} "
+          f"{'PDQx8<=31':>9s} {'p50 ms':>7s}  signals")
+    for name, n, rec, wrong, bph, bpdq, p50, sig in rows:
+        kind = "" if name in benign else " *"
+        sigs = ", ".join(f"{k}:{v}" for k, v in sorted(sig.items(), key=lambda kv: -kv[1]))
+        print(f"{name + kind:22s} {n:5d} {rec:7.3f} {wrong:5d} {bph:9.3f} {bpdq:9.3f} "
+              f"{p50:7.2f}  {sigs}")
+    def avg(names):
+        sel = [r for r in rows if r[0] in names]
+        return (sum(r[2] for r in sel) / len(sel), sum(r[4] for r in sel) / len(sel),
+                sum(r[5] for r in sel) / len(sel))
+    hard = {r[0] for r in rows} - benign
+    for label, names in (("mean benign", benign), ("mean hard (*)", hard),
+                         ("mean all", {r[0] for r in rows})):
+        a = avg(names)
+        print(f"{label:22s} {'':5s} {a[0]:7.3f} {'':5s} {a[1]:9.3f} {a[2]:9.3f}")
+    nd = max(len(distractors), 1)
+    print()
+    print(f"false positives on {len(distractors)} distractor queries: {fp_count} "
+          f"({100 * fp_count / nd:.3f} %); baselines: pHash<=10 {b_fp_ph} "
+          f"({100 * b_fp_ph / nd:.3f} %), PDQx8<=31 {b_fp_pdq} ({100 * b_fp_pdq / nd:.3f} %)")
+    for d in fp_detail[:20]:
+        print("   FP:", d)
+    print(f"wrong-work hits among {queried_total} transformed queries: {wrong_total}")
+    print()
+    print(f"fingerprint time per image: mean {np.mean(fp_times) * 1e3:.1f} ms, "
+          f"p50 {pct(fp_times, 50) * 1e3:.1f} ms, p99 {pct(fp_times, 99) * 1e3:.1f} ms "
+          f"(1 process; includes decode)")
+    print(f"query latency at {len(idx)} works (full search incl. ORB when needed): "
+          f"p50 {pct(lat_all, 50) * 1e3:.2f} ms, p99 {pct(lat_all, 99) * 1e3:.2f} ms; "
+          f"distractors p50 {pct(dis_lat, 50) * 1e3:.2f} ms")
+    print(f"index add: {t_add / max(len(registered), 1) * 1e3:.2f} ms/work; memory "
+          f"{idx.memory_bytes() / 1e6:.1f} MB ({idx.memory_bytes() / max(len(idx), 1) / 1e3:.1f}"
+          f" KB/work, ORB descriptors dominate)")
+
+    if args.million:
+        million_test(args.million, registered, distractors, rows and registered)
+    print(f"\ntotal bench time {time.time() - t_start:.0f} s")
+
+
+def million_test(n_total: int, registered, distractors, _unused) -> None:
+    """Global tier with n_total registered codes: corpus works + random synthetic codes."""
+    rng = np.random.default_rng(7)
+    idx = ImageIndex(use_orb=False)
+    t = time.perf_counter()
+    for i, r in enumerate(registered):
+        idx.add(f"w{i}", r["fp"])
+    n_syn = max(0, n_total - len(registered))
+    # Bulk-load synthetic codes straight into the side table and FAISS (the public add() of
+    # a million pydantic models would only measure Python overhead).
+    ph = rng.integers(0, 256, (n_syn, 8), dtype=np.uint8)
+    dh = rng.integers(0, 256, (n_syn, 8), dtype=np.uint8)
+    pq = rng.integers(0, 256, (n_syn, 32), dtype=np.uint8)
+    with idx._lock:
+        base = len(idx._slot_work)
+        idx._phash.append(ph)
+        idx._dhash.append(dh)
+        idx._pdq.append(pq)
+        idx._has_dhash.append(np.ones((n_syn, 1), bool))
+        idx._fx_phash.add(ph)
+        idx._fx_pdq.add(pq)
+        idx._alive.extend([True] * n_syn)
+        for j in range(n_syn):
+            wid = f"s{j}"
+            idx._slot_work.append(wid)
+            idx._slot_of[wid] = base + j
+            idx._slot_orb.append(None)
+    t_build = time.perf_counter() - t
+    queries = [r["queries"][name] for r in registered[:200] for name in ("jpeg_q20", "mirror")
+               if name in r.get("queries", {})]
+    queries += [r["fp"] for r in distractors[:200]]
+    for q in queries[:5]:
+        idx.search(q, second_tier="never")  # warm-up
+    lat = []
+    for q in queries:
+        t = time.perf_counter()
+        idx.search(q, second_tier="never")
+        lat.append(time.perf_counter() - t)
+    print()
+    print(f"global tier at {len(idx):,} works (IndexBinaryFlat pHash-64 + PDQ-256, exact "
+          f"range_search, {len(queries)} queries x ~11 variants each): p50 {pct(lat, 50) * 1e3:.2f} ms,"
+          f" p99 {pct(lat, 99) * 1e3:.2f} ms; build {t_build:.1f} s; memory "
+          f"{idx.memory_bytes() / 1e6:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# The whole stack on loopback: Kafka, S3, and the four services.
+#
+#   stack.sh up      start what is not running, return once every service answers /readyz
+#   stack.sh down    stop the services, then Kafka and S3 (data stays in $CM_STATE_DIR)
+#   stack.sh status  one line per process
+#
+# Ports and everything else come from the CM_* variables in the README. Without CM_ADMIN_KEY a
+# development operator key is generated once into $CM_STATE_DIR/keys/admin.key.
+set -euo pipefail
+
+# shellcheck source-path=SCRIPTDIR source=infra/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/infra/common.sh"
+init_state_dir
+
+SERVICES=(ingest fingerprint match report)
+VENV="$CM_REPO_ROOT/.venv"
+
+port_of() {
+    case "$1" in
+    ingest) echo "${CM_INGEST_PORT:-8081}" ;;
+    fingerprint) echo "${CM_FINGERPRINT_PORT:-8082}" ;;
+    match) echo "${CM_MATCH_PORT:-8083}" ;;
+    report) echo "${CM_REPORT_PORT:-8084}" ;;
+    esac
+}
+
+# Prints the pid if the service runs from this state dir (guards against recycled pids).
+service_pid() {
+    local pf="$CM_STATE_DIR/run/$1.pid" pid
+    [[ -s "$pf" ]] || return 1
+    pid="$(<"$pf")"
+    kill -0 "$pid" 2>/dev/null || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "serve $1" || return 1
+    echo "$pid"
+}
+
+admin_key() {
+    if [[ -n "${CM_ADMIN_KEY:-}" ]]; then
+        echo "$CM_ADMIN_KEY"
+        return
+    fi
+    local f="$CM_STATE_DIR/keys/admin.key"
+    if [[ ! -s "$f" ]]; then
+        mkdir -p "$(dirname "$f")"
+        (umask 077 && python3 -c 'import secrets; print("cm_admin_" + secrets.token_urlsafe(24))' >"$f")
+    fi
+    cat "$f"
+}
+
+service_env() {
+    export CM_KAFKA_BOOTSTRAP="${CM_KAFKA_BOOTSTRAP:-127.0.0.1:$CM_KAFKA_PORT}"
+    export CM_S3_ENDPOINT="${CM_S3_ENDPOINT:-127.0.0.1:$CM_S3_PORT}"
+    export CM_S3_ACCESS_KEY CM_S3_SECRET_KEY
+    export CM_REPORT_SIGNING_KEY_FILE="${CM_REPORT_SIGNING_KEY_FILE:-$CM_STATE_DIR/keys/report-signing.key}"
+    CM_ADMIN_KEY="$(admin_key)"
+    export CM_ADMIN_KEY
+}
+
+wait_ready() {
+    local svc="$1" port start=$SECONDS
+    port="$(port_of "$svc")"
+    until curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz" 2>/dev/null; do
+        if ! service_pid "$svc" >/dev/null; then
+            log "$svc exited; last lines of its log:"
+            tail -n 30 "$CM_STATE_DIR/logs/$svc.log" >&2
+            return 1
+        fi
+        if ((SECONDS - start > 120)); then
+            log "$svc not ready after 120s:"
+            curl -sS "http://127.0.0.1:$port/readyz" >&2 || true
+            tail -n 30 "$CM_STATE_DIR/logs/$svc.log" >&2
+            return 1
+        fi
+        sleep 0.3
+    done
+    log "$svc: ready on http://127.0.0.1:$port"
+}
+
+up() {
+    bash "$CM_INFRA_DIR/stack.sh" start
+    service_env
+    local svc
+    for svc in "${SERVICES[@]}"; do
+        if service_pid "$svc" >/dev/null; then
+            log "$svc: already running"
+            continue
+        fi
+        setsid bash -c 'echo $$ >"$0"; exec "$@"' "$CM_STATE_DIR/run/$svc.pid" \
+            "$VENV/bin/contentmatch" serve "$svc" \
+            </dev/null >>"$CM_STATE_DIR/logs/$svc.log" 2>&1 &
+    done
+    for svc in "${SERVICES[@]}"; do wait_ready "$svc"; done
+}
+
+down() {
+    local svc pid i
+    for svc in "${SERVICES[@]}"; do
+        if pid="$(service_pid "$svc")"; then
+            kill -TERM "$pid"
+            for ((i = 0; i < 400; i++)); do
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.1
+            done
+            kill -KILL "$pid" 2>/dev/null || true
+            log "$svc: stopped"
+        fi
+        rm -f "$CM_STATE_DIR/run/$svc.pid"
+    done
+    bash "$CM_INFRA_DIR/stack.sh" stop
+}
+
+status() {
+    local svc pid rc=0
+    bash "$CM_INFRA_DIR/stack.sh" status || rc=3
+    for svc in "${SERVICES[@]}"; do
+        if pid="$(service_pid "$svc")"; then
+            echo "$svc: running (pid $pid, http://127.0.0.1:$(port_of "$svc"))"
+        else
+            echo "$svc: stopped"
+            rc=3
+        fi
+    done
+    return $rc
+}
+
+case "${1:-}" in
+up) up ;;
+down) down ;;
+status) status ;;
+admin-key) admin_key ;;
+*)
+    echo "usage: $0 up|down|status|admin-key" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,41 @@
+"""The fingerprint service: a consumer with health and metrics endpoints."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import AsyncIterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from contentmatch_fingerprint import jobs
+from contentmatch_fingerprint.worker import INPUT_TOPICS, SERVICE, Fingerprinter
+from contentmatch_shared.http import install_common
+from contentmatch_shared.runtime import ServiceRuntime
+from contentmatch_shared.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    runtime = ServiceRuntime(settings, SERVICE)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # forkserver: workers must not inherit the event loop's threads and sockets.
+        pool = ProcessPoolExecutor(
+            max_workers=settings.cpu_workers,
+            mp_context=multiprocessing.get_context("forkserver"),
+            initializer=jobs.warm_up,
+        )
+        try:
+            await runtime.start()
+            await runtime.add_consumer("fingerprint", INPUT_TOPICS, Fingerprinter(runtime, pool))
+            yield
+        finally:
+            await runtime.stop()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    app = FastAPI(title="contentmatch fingerprint", version="1", lifespan=lifespan)
+    install_common(app, SERVICE, runtime.ready, runtime.broken)
+    return app

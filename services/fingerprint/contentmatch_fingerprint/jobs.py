@@ -1,0 +1,42 @@
+"""Fingerprint jobs that run in worker processes (decoding and hashing never touch the event loop).
+
+Each job takes a file path, so large media is not pickled across the process boundary.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from contentmatch_shared.errors import MediaError
+from contentmatch_shared.fingerprints import AudioFingerprint, ImageFingerprint
+from contentmatch_shared.media import SNIFF_BYTES, sniff
+
+
+def sniff_file(path: str) -> str | None:
+    with open(path, "rb") as fh:
+        sniffed = sniff(fh.read(SNIFF_BYTES))
+    return sniffed.media_type if sniffed else None
+
+
+def fingerprint_image_file(path: str) -> ImageFingerprint:
+    from contentmatch_fingerprint.signals.image import fingerprint_image
+
+    return fingerprint_image(Path(path).read_bytes())
+
+
+def fingerprint_audio_file(path: str) -> AudioFingerprint:
+    from contentmatch_fingerprint.signals.audio import fingerprint_audio
+
+    return fingerprint_audio(path)
+
+
+def fingerprint_file(path: str, media_type: str) -> ImageFingerprint | AudioFingerprint:
+    if media_type == "image":
+        return fingerprint_image_file(path)
+    if media_type == "audio":
+        return fingerprint_audio_file(path)
+    raise MediaError("unsupported_media_type", f"cannot fingerprint media type {media_type!r}")
+
+
+def warm_up() -> None:
+    """Import the heavy libraries once per worker, before the first real job."""

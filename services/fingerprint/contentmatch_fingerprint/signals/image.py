@@ -1,0 +1,344 @@
+"""Image signals: safe decoding, global perceptual hashes and ORB local features.
+
+``fingerprint_image(bytes) -> ImageFingerprint`` is a top-level, picklable function meant to run
+in a ``ProcessPoolExecutor``. What it computes (the match service's ``ImageIndex`` reads it):
+
+``hashes`` (canonical, what a registered work is indexed under)
+    ``phash``  64-bit DCT hash (imagehash), 16 hex chars
+    ``dhash``  64-bit gradient hash (imagehash), 16 hex chars
+    ``pdq``    256-bit PDQ hash (Meta, ``pdqhash``), 64 hex chars
+
+``extra`` (query-side variants and the second tier)
+    ``pdq_quality``  PDQ quality 0..100 (low = flat image, hash is unreliable)
+    ``variants``     name -> hex for cheap variants used when the image is a *query*:
+                     ``phash_mirror``/``dhash_mirror`` (hash of the horizontally mirrored image),
+                     ``pdq_dihedral`` (the 8 PDQ rotations/mirrors, comma separated),
+                     ``phash_trim``/``dhash_trim``/``pdq_trim`` (hashes after trimming a uniform
+                     border, present only when a border was found), ``trim_box`` ([x, y, w, h]
+                     normalised)
+    ``orb``          ORB keypoints of a copy scaled to ``ORB_SIDE`` px on its longest side:
+                     ``{"v": 1, "w", "h", "n", "desc": b64(n x 32 uint8),
+                     "kp": b64(n x 2 uint16, x/w and y/h scaled to 0..65535)}``
+
+A typical payload is 20-25 KB of JSON, dominated by the ORB descriptors (500 x 32 bytes).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import warnings
+from struct import error as struct_error
+
+import cv2
+import imagehash
+import numpy as np
+import pdqhash
+from contentmatch_shared.errors import MediaError
+from contentmatch_shared.fingerprints import ImageFingerprint
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+MAX_PIXELS = 80_000_000  # decompression-bomb guard: refuse more than 80 megapixels
+MIN_SIDE = 16  # smaller images carry no usable signal
+WORK_SIDE = 1024  # decode/reduce to at most this many px on the longest side
+PDQ_SIDE = 512  # PDQ's reference implementation hashes a <= 512 px copy
+ORB_SIDE = 640  # local features are extracted on a copy this long on its longest side
+ORB_FEATURES = 500  # keypoints kept per image (descriptor payload = 32 B each)
+TRIM_MIN_FRACTION = 0.03  # a border thinner than 3 % of a side is not trimmed
+
+# Pillow's own guard raises DecompressionBombError at 2x this; we refuse above it ourselves.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+_orb = None
+
+
+def _get_orb():
+    global _orb
+    if _orb is None:
+        cv2.setNumThreads(1)  # the process pool gives parallelism; avoid oversubscription
+        _orb = cv2.ORB_create(
+            nfeatures=ORB_FEATURES,
+            scaleFactor=1.2,
+            nlevels=8,
+            edgeThreshold=19,
+            patchSize=19,
+            fastThreshold=7,
+        )
+    return _orb
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
+
+
+def decode_image(data: bytes, max_side: int = WORK_SIDE) -> tuple[Image.Image, int, int]:
+    """Decode to RGB, upright, at most ``max_side`` px long. Returns (image, width, height)
+    where width/height are the full-resolution upright dimensions.
+
+    Raises MediaError ``undecodable_image``, ``image_too_large`` or ``image_too_small``.
+    """
+    if not data:
+        raise MediaError("undecodable_image", "empty payload")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                raise MediaError(
+                    "image_too_large",
+                    f"{w}x{h} = {w * h / 1e6:.0f} megapixels exceeds {MAX_PIXELS / 1e6:.0f}",
+                )
+            if min(w, h) < MIN_SIDE:
+                raise MediaError("image_too_small", f"{w}x{h} is smaller than {MIN_SIDE} px")
+            if getattr(im, "n_frames", 1) > 1:
+                im.seek(0)
+            orientation = 1
+            try:
+                orientation = int(im.getexif().get(0x0112, 1) or 1)
+            except Exception:
+                pass
+            if im.format == "JPEG":
+                # Decode at 1/2, 1/4 or 1/8 scale in the DCT domain when the image is large.
+                mode = "RGB" if im.mode in ("RGB", "YCbCr", "L") else im.mode
+                im.draft(mode if im.mode != "L" else "L", (max_side, max_side))
+            im.load()
+            if orientation != 1:
+                im = ImageOps.exif_transpose(im)
+                if orientation in (5, 6, 7, 8):
+                    w, h = h, w
+            rgb = _to_rgb(im)
+    except MediaError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise MediaError("image_too_large", str(e)) from None
+    except (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+        TypeError,
+        KeyError,
+        IndexError,
+        struct_error,
+    ) as e:
+        raise MediaError("undecodable_image", f"cannot decode image: {e}") from None
+    if max(rgb.size) > max_side:
+        f = max(rgb.size) / max_side
+        if f >= 2:
+            rgb = rgb.reduce(int(f))  # cheap box reduction first
+        if max(rgb.size) > max_side:
+            rgb.thumbnail((max_side, max_side), Image.BILINEAR, reducing_gap=None)
+    return rgb, w, h
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """Any Pillow mode to RGB: alpha/palette composited onto white, CMYK and 16-bit handled."""
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        lo, hi = float(a.min()), float(a.max())
+        if mode.startswith("I;16") and hi > 255:
+            a = a / 257.0
+        elif hi > 255 or lo < 0 or mode == "F":
+            a = (a - lo) * (255.0 / max(hi - lo, 1e-9))
+        return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8), "L").convert("RGB")
+    if mode == "P":
+        im = im.convert("RGBA") if "transparency" in im.info else im.convert("RGB")
+        mode = im.mode
+        if mode == "RGB":
+            return im
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(bg, rgba).convert("RGB")
+    if mode == "1":
+        return im.convert("L").convert("RGB")
+    return im.convert("RGB")  # L, CMYK, YCbCr, LAB, HSV
+
+
+# ---------------------------------------------------------------------------------------------
+# Global hashes
+
+
+def _hex_bits(bits: np.ndarray) -> str:
+    """Bit array (MSB first) to hex."""
+    return np.packbits(np.asarray(bits, dtype=np.uint8).ravel()).tobytes().hex()
+
+
+def _ihash_hex(h: imagehash.ImageHash) -> str:
+    return _hex_bits(h.hash)
+
+
+def _resize_max(im: Image.Image, side: int) -> Image.Image:
+    if max(im.size) <= side:
+        return im
+    out = im.copy()
+    out.thumbnail((side, side), Image.BILINEAR)
+    return out
+
+
+def _pdq(rgb: Image.Image) -> tuple[str, int]:
+    bits, quality = pdqhash.compute(np.ascontiguousarray(np.asarray(_resize_max(rgb, PDQ_SIDE))))
+    return _hex_bits(bits), int(quality)
+
+
+def _pdq_dihedral(rgb: Image.Image) -> list[str]:
+    hashes, _q = pdqhash.compute_dihedral(
+        np.ascontiguousarray(np.asarray(_resize_max(rgb, PDQ_SIDE)))
+    )
+    return [_hex_bits(b) for b in hashes]
+
+
+def find_trim_box(rgb: Image.Image, tol: float = 10.0) -> tuple[int, int, int, int] | None:
+    """Box (left, top, right, bottom) inside a uniform border, or None when there is none.
+
+    A border row/column is one whose pixels all lie within ``tol`` of the corner colour
+    (per channel, on a small copy). Borders thinner than ``TRIM_MIN_FRACTION`` are ignored.
+    """
+    small = _resize_max(rgb, 256)
+    a = np.asarray(small, dtype=np.int16)
+    sh, sw = a.shape[:2]
+    corners = [a[0, 0], a[0, -1], a[-1, 0], a[-1, -1]]
+    best = None
+    for c in corners:
+        diff = np.abs(a - c).max(axis=2) <= tol
+        rows = diff.mean(axis=1) >= 0.98
+        cols = diff.mean(axis=0) >= 0.98
+        top = int(np.argmin(rows)) if not rows.all() else sh
+        bottom = int(np.argmin(rows[::-1])) if not rows.all() else sh
+        left = int(np.argmin(cols)) if not cols.all() else sw
+        right = int(np.argmin(cols[::-1])) if not cols.all() else sw
+        if top + bottom >= sh - 4 or left + right >= sw - 4:
+            continue
+        area = (sh - top - bottom) * (sw - left - right)
+        if best is None or area < best[0]:
+            best = (area, left, top, right, bottom)
+    if best is None:
+        return None
+    _, left, top, right, bottom = best
+    if max(left, right) < TRIM_MIN_FRACTION * sw and max(top, bottom) < TRIM_MIN_FRACTION * sh:
+        return None
+    fx, fy = rgb.size[0] / sw, rgb.size[1] / sh
+    # Trim one extra small-pixel inwards to drop the anti-aliased edge.
+    l = (left + (1 if left else 0)) * fx
+    t = (top + (1 if top else 0)) * fy
+    r = rgb.size[0] - (right + (1 if right else 0)) * fx
+    b = rgb.size[1] - (bottom + (1 if bottom else 0)) * fy
+    return (int(round(l)), int(round(t)), int(round(r)), int(round(b)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Local features
+
+
+def orb_features(rgb: Image.Image, nfeatures: int = ORB_FEATURES) -> dict | None:
+    """ORB keypoints + descriptors of an ``ORB_SIDE`` copy, compactly encoded, or None."""
+    small = _resize_max(rgb, ORB_SIDE)
+    gray = np.asarray(small.convert("L"))
+    orb = _get_orb()
+    if nfeatures != ORB_FEATURES:
+        orb.setMaxFeatures(nfeatures)
+    try:
+        kps, desc = orb.detectAndCompute(gray, None)
+    finally:
+        if nfeatures != ORB_FEATURES:
+            orb.setMaxFeatures(ORB_FEATURES)
+    if desc is None or len(kps) == 0:
+        return None
+    h, w = gray.shape
+    pts = np.array([kp.pt for kp in kps], dtype=np.float64)
+    norm = np.empty((len(kps), 2), dtype="<u2")
+    norm[:, 0] = np.clip(np.round(pts[:, 0] / w * 65535), 0, 65535)
+    norm[:, 1] = np.clip(np.round(pts[:, 1] / h * 65535), 0, 65535)
+    return {
+        "v": 1,
+        "w": int(w),
+        "h": int(h),
+        "n": len(kps),
+        "desc": base64.b64encode(np.ascontiguousarray(desc, dtype=np.uint8).tobytes()).decode(),
+        "kp": base64.b64encode(norm.tobytes()).decode(),
+    }
+
+
+def decode_orb(orb: dict) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """(descriptors n x 32 uint8, points n x 2 float32 in ORB-copy pixels, w, h)."""
+    n = int(orb["n"])
+    desc = np.frombuffer(base64.b64decode(orb["desc"]), dtype=np.uint8).reshape(n, 32)
+    kp = np.frombuffer(base64.b64decode(orb["kp"]), dtype="<u2").reshape(n, 2).astype(np.float32)
+    w, h = int(orb["w"]), int(orb["h"])
+    kp[:, 0] *= w / 65535.0
+    kp[:, 1] *= h / 65535.0
+    return desc, kp, w, h
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+
+
+class ImageHasher:
+    """Computes every image signal; ``fingerprint_image`` uses one per worker process."""
+
+    def __init__(self, orb: bool = True) -> None:
+        self.orb = orb
+
+    def fingerprint(self, data: bytes) -> ImageFingerprint:
+        rgb, width, height = decode_image(data)
+        return self.fingerprint_rgb(rgb, width, height)
+
+    def fingerprint_rgb(
+        self, rgb: Image.Image, width: int | None = None, height: int | None = None
+    ) -> ImageFingerprint:
+        width = width or rgb.size[0]
+        height = height or rgb.size[1]
+        # pHash/dHash on a <= 512 px copy: imagehash downsizes to 32x32 / 9x8 anyway.
+        hsmall = _resize_max(rgb, PDQ_SIDE)
+        mirrored = hsmall.transpose(Image.FLIP_LEFT_RIGHT)
+        pdq_hex, quality = _pdq(hsmall)
+        hashes = {
+            "phash": _ihash_hex(imagehash.phash(hsmall)),
+            "dhash": _ihash_hex(imagehash.dhash(hsmall)),
+            "pdq": pdq_hex,
+        }
+        variants: dict[str, object] = {
+            "phash_mirror": _ihash_hex(imagehash.phash(mirrored)),
+            "dhash_mirror": _ihash_hex(imagehash.dhash(mirrored)),
+            "pdq_dihedral": ",".join(_pdq_dihedral(hsmall)),
+        }
+        box = find_trim_box(rgb)
+        if box is not None:
+            trimmed = _resize_max(rgb.crop(box), PDQ_SIDE)
+            variants["phash_trim"] = _ihash_hex(imagehash.phash(trimmed))
+            variants["dhash_trim"] = _ihash_hex(imagehash.dhash(trimmed))
+            variants["pdq_trim"] = _pdq(trimmed)[0]
+            W, H = rgb.size
+            variants["trim_box"] = [
+                round(box[0] / W, 4),
+                round(box[1] / H, 4),
+                round((box[2] - box[0]) / W, 4),
+                round((box[3] - box[1]) / H, 4),
+            ]
+        extra: dict[str, object] = {"pdq_quality": quality, "variants": variants}
+        if self.orb:
+            feats = orb_features(rgb)
+            if feats is not None:
+                extra["orb"] = feats
+        return ImageFingerprint(width=width, height=height, hashes=hashes, extra=extra)
+
+
+_hasher: ImageHasher | None = None
+
+
+def fingerprint_image(data: bytes) -> ImageFingerprint:
+    """Fingerprint encoded image bytes (any format Pillow reads). Picklable, process-safe.
+
+    Raises MediaError: ``undecodable_image``, ``image_too_large``, ``image_too_small``.
+    """
+    global _hasher
+    if _hasher is None:
+        _hasher = ImageHasher()
+    return _hasher.fingerprint(data)

@@ -1,0 +1,133 @@
+"""The fingerprint consumer: submitted works and uploads in, fingerprints (or a failure) out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from aiokafka import ConsumerRecord
+from minio.error import S3Error
+
+from contentmatch_fingerprint import jobs
+from contentmatch_shared import metrics
+from contentmatch_shared.errors import MediaError
+from contentmatch_shared.events import (
+    Envelope,
+    MediaFailed,
+    ObjectRef,
+    UploadFingerprinted,
+    UploadSubmitted,
+    WorkFingerprinted,
+    WorkSubmitted,
+    utcnow,
+)
+from contentmatch_shared.runtime import ServiceRuntime
+from contentmatch_shared.topics import (
+    MEDIA_FAILED,
+    UPLOADS_FINGERPRINTED,
+    UPLOADS_SUBMITTED,
+    WORKS_REGISTRY,
+    WORKS_SUBMITTED,
+)
+
+log = logging.getLogger(__name__)
+
+SERVICE = "fingerprint"
+INPUT_TOPICS = [WORKS_SUBMITTED, UPLOADS_SUBMITTED]
+
+
+class Fingerprinter:
+    """Handler: download the object, fingerprint it in the process pool, publish the result.
+
+    Idempotent: a replay recomputes the same fingerprint and republishes it under the same key.
+    Media that cannot be fingerprinted becomes a ``media.failed`` event (not a dead letter: the
+    record is fine, the file is not).
+    """
+
+    def __init__(self, runtime: ServiceRuntime, pool: ProcessPoolExecutor) -> None:
+        self._runtime = runtime
+        self._pool = pool
+
+    async def __call__(self, envelope: Envelope[Any], record: ConsumerRecord) -> None:
+        payload = envelope.payload
+        if isinstance(payload, WorkSubmitted):
+            subject, subject_id = "work", payload.work_id
+        elif isinstance(payload, UploadSubmitted):
+            subject, subject_id = "upload", payload.upload_id
+        else:
+            return
+        try:
+            media_type, fingerprint = await self._fingerprint(payload.object, payload.media_type)
+        except MediaError as exc:
+            failure = MediaFailed(
+                subject=subject,
+                subject_id=subject_id,
+                tenant=payload.tenant,
+                stage=SERVICE,
+                code=exc.code,
+                message=exc.message,
+                failed_at=utcnow(),
+            )
+            log.info("%s %s failed: %s", subject, subject_id, exc.message)
+            await self._runtime.producer.publish(
+                MEDIA_FAILED, subject_id, failure, correlation_id=envelope.correlation_id
+            )
+            return
+        if isinstance(payload, WorkSubmitted):
+            out: Any = WorkFingerprinted(
+                work_id=payload.work_id,
+                tenant=payload.tenant,
+                media_type=media_type,
+                object=payload.object,
+                metadata=payload.metadata,
+                fingerprint=fingerprint,
+                fingerprinted_at=utcnow(),
+            )
+            topic = WORKS_REGISTRY
+        else:
+            out = UploadFingerprinted(
+                upload_id=payload.upload_id,
+                tenant=payload.tenant,
+                media_type=media_type,
+                object=payload.object,
+                metadata=payload.metadata,
+                fingerprint=fingerprint,
+                submitted_at=payload.submitted_at,
+            )
+            topic = UPLOADS_FINGERPRINTED
+        await self._runtime.producer.publish(
+            topic, subject_id, out, correlation_id=envelope.correlation_id
+        )
+
+    async def _fingerprint(self, obj: ObjectRef, media_type: str | None) -> tuple[str, Any]:
+        store = self._runtime.store
+        limit = self._runtime.settings.max_upload_bytes
+        with tempfile.TemporaryDirectory(prefix="cm-fp-") as tmp:
+            path = str(Path(tmp) / "media")
+            try:
+                stat = await asyncio.to_thread(store.client.stat_object, obj.bucket, obj.key)
+            except S3Error as exc:
+                if exc.code in {"NoSuchKey", "NoSuchBucket", "NoSuchObject"}:
+                    raise MediaError(
+                        "object_not_found", f"no object s3://{obj.bucket}/{obj.key}"
+                    ) from exc
+                raise
+            if stat.size is not None and stat.size > limit:
+                raise MediaError("payload_too_large", f"object is {stat.size} bytes > {limit}")
+            await store.download_to(obj.bucket, obj.key, path)
+            loop = asyncio.get_running_loop()
+            if media_type is None:
+                media_type = await loop.run_in_executor(self._pool, jobs.sniff_file, path)
+                if media_type is None:
+                    raise MediaError("unsupported_media_type", "neither an image nor audio")
+            started = time.perf_counter()
+            fingerprint = await loop.run_in_executor(
+                self._pool, jobs.fingerprint_file, path, media_type
+            )
+            metrics.FINGERPRINT_SECONDS.labels(media_type).observe(time.perf_counter() - started)
+            return media_type, fingerprint

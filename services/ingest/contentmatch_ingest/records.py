@@ -1,0 +1,55 @@
+"""Work and upload records in the state bucket, one object per fact.
+
+Each event that changes a status writes its own object (``submitted``, ``indexed``, ``matched``,
+``failed``, one per report), so concurrent writers never read-modify-write one another's data, and
+a replayed event simply overwrites the same object. A status is derived from which objects exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from contentmatch_shared.storage import ObjectStore
+
+
+class RecordStore:
+    def __init__(self, store: ObjectStore) -> None:
+        self._store = store
+        self._bucket = store.settings.bucket_state
+
+    # -- writes ------------------------------------------------------------------------------
+    async def put(self, subject: str, subject_id: str, fact: str, value: dict[str, Any]) -> None:
+        await self._store.put_json(self._bucket, f"{subject}/{subject_id}/{fact}.json", value)
+
+    async def put_if_absent(
+        self, subject: str, subject_id: str, fact: str, value: dict[str, Any]
+    ) -> None:
+        key = f"{subject}/{subject_id}/{fact}.json"
+        if not await self._store.exists(self._bucket, key):
+            await self._store.put_json(self._bucket, key, value)
+
+    async def delete(self, subject: str, subject_id: str, fact: str) -> None:
+        await self._store.delete(self._bucket, f"{subject}/{subject_id}/{fact}.json")
+
+    # -- reads -------------------------------------------------------------------------------
+    async def facts(
+        self, subject: str, subject_id: str, names: tuple[str, ...]
+    ) -> dict[str, dict[str, Any] | None]:
+        values = await asyncio.gather(
+            *(self._store.get_json(self._bucket, f"{subject}/{subject_id}/{n}.json") for n in names)
+        )
+        return dict(zip(names, values, strict=True))
+
+    async def report_refs(self, upload_id: str) -> list[dict[str, Any]]:
+        prefix = f"uploads/{upload_id}/reports/"
+        keys = await self._store.list_keys(self._bucket, prefix)
+        refs = await asyncio.gather(*(self._store.get_json(self._bucket, k) for k in keys))
+        return [r for r in refs if r]
+
+    # -- idempotency keys --------------------------------------------------------------------
+    async def idempotent_response(self, scope: str, digest: str) -> dict[str, Any] | None:
+        return await self._store.get_json(self._bucket, f"idempotency/{scope}/{digest}.json")
+
+    async def remember_response(self, scope: str, digest: str, value: dict[str, Any]) -> None:
+        await self._store.put_json(self._bucket, f"idempotency/{scope}/{digest}.json", value)

@@ -1,0 +1,143 @@
+"""``/v1/works``: rightsholders and AI developers register works and outputs."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
+
+from contentmatch_ingest.records import RecordStore
+from contentmatch_ingest.submissions import (
+    idempotency_digest,
+    parse_form,
+    parse_metadata,
+    request_fingerprint,
+    sniff_upload,
+    store_file,
+)
+from contentmatch_shared import metrics
+from contentmatch_shared.auth import CurrentKey, require_role
+from contentmatch_shared.events import (
+    AISystem,
+    MediaType,
+    ObjectRef,
+    WorkKind,
+    WorkMetadata,
+    WorkSubmitted,
+    new_id,
+    utcnow,
+)
+from contentmatch_shared.http import ApiError
+from contentmatch_shared.kafka.producer import EventProducer
+from contentmatch_shared.storage import ObjectStore
+from contentmatch_shared.topics import WORKS_SUBMITTED
+
+router = APIRouter(prefix="/v1/works", tags=["works"])
+
+
+class WorkAccepted(BaseModel):
+    work_id: str
+    status: Literal["pending"] = "pending"
+
+
+class WorkPublic(BaseModel):
+    work_id: str
+    status: Literal["pending", "indexed", "failed"]
+    media_type: MediaType
+    title: str
+    kind: WorkKind
+    tenant: str
+    policy: str
+    identifiers: dict[str, str]
+    territories: list[str]
+    ai_system: AISystem | None = None
+    sha256: str | None = None
+    size: int | None = None
+    submitted_at: str
+    indexed_at: str | None = None
+    error: dict[str, str] | None = None
+
+
+@router.post("", status_code=202, response_model=WorkAccepted, operation_id="register_work")
+async def register_work(request: Request, response: Response, api_key: CurrentKey) -> Any:
+    require_role(api_key, "rightsholder")
+    state = request.app.state
+    records: RecordStore = state.records
+    form = await parse_form(request)
+    metadata = parse_metadata(form.metadata_raw, WorkMetadata, required=True)
+    if metadata.kind == "ai_output" and metadata.ai_system is None:
+        raise ApiError(422, "invalid_metadata", "ai_system is required when kind is ai_output")
+    metadata.territories = [t.upper() for t in metadata.territories]
+
+    digest = idempotency_digest(request, "works", api_key.tenant)
+    fingerprint = request_fingerprint(metadata, form.file.filename)
+    if digest and (prior := await records.idempotent_response(api_key.tenant, digest)):
+        if prior["request"] != fingerprint:
+            raise ApiError(
+                409, "idempotency_key_reused", "Idempotency-Key was used for another request"
+            )
+        response.headers["Idempotent-Replayed"] = "true"
+        return prior["response"]
+
+    sniffed = await sniff_upload(form.file)
+    work_id = new_id("wrk")
+    store: ObjectStore = state.store
+    key = f"works/{work_id}"
+    stored = await store_file(store, key, form.file, sniffed, state.settings.max_upload_bytes)
+    event = WorkSubmitted(
+        work_id=work_id,
+        tenant=api_key.tenant,
+        media_type=sniffed.media_type,
+        object=ObjectRef(
+            bucket=store.settings.bucket_media,
+            key=key,
+            size=stored.size,
+            sha256=stored.sha256,
+            content_type=sniffed.content_type,
+        ),
+        metadata=metadata,
+        submitted_at=utcnow(),
+    )
+    await records.put("works", work_id, "submitted", event.model_dump(mode="json"))
+    producer: EventProducer = state.producer
+    await producer.publish(WORKS_SUBMITTED, work_id, event, correlation_id=work_id)
+    metrics.WORKS_RECEIVED.labels(sniffed.media_type, metadata.kind).inc()
+    body = WorkAccepted(work_id=work_id).model_dump()
+    if digest:
+        await records.remember_response(
+            api_key.tenant, digest, {"request": fingerprint, "response": body}
+        )
+    return body
+
+
+@router.get("/{work_id}", response_model=WorkPublic, operation_id="get_work")
+async def get_work(work_id: str, request: Request, api_key: CurrentKey) -> WorkPublic:
+    require_role(api_key, "rightsholder", "enforcement", "operator")
+    records: RecordStore = request.app.state.records
+    facts = await records.facts("works", work_id, ("submitted", "indexed", "failed"))
+    submitted = facts["submitted"]
+    if submitted is None or (api_key.role != "operator" and submitted["tenant"] != api_key.tenant):
+        raise ApiError(404, "not_found", f"no work {work_id}")
+    event = WorkSubmitted.model_validate(submitted)
+    failed, indexed = facts["failed"], facts["indexed"]
+    status: Literal["pending", "indexed", "failed"] = (
+        "failed" if failed else "indexed" if indexed else "pending"
+    )
+    return WorkPublic(
+        work_id=work_id,
+        status=status,
+        media_type=event.media_type,
+        title=event.metadata.title,
+        kind=event.metadata.kind,
+        tenant=event.tenant,
+        policy=event.metadata.policy,
+        identifiers=event.metadata.identifiers,
+        territories=event.metadata.territories,
+        ai_system=event.metadata.ai_system,
+        sha256=event.object.sha256,
+        size=event.object.size,
+        submitted_at=event.submitted_at.isoformat(),
+        indexed_at=indexed.get("fingerprinted_at") if indexed else None,
+        error={"code": failed["code"], "message": failed["message"]} if failed else None,
+    )

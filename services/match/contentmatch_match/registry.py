@@ -1,0 +1,113 @@
+"""Follows the compacted ``works.registry`` topic into the :class:`WorkCatalog`.
+
+Not a consumer group: every replica reads every partition from the beginning, so each holds the
+whole index. Readiness waits until the follower has reached the end offsets seen at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from contentmatch_match.catalog import WorkCatalog
+from contentmatch_shared import metrics
+from contentmatch_shared.events import InvalidEvent, WorkFingerprinted, decode_event
+from contentmatch_shared.settings import Settings
+from contentmatch_shared.topics import WORKS_REGISTRY
+
+log = logging.getLogger(__name__)
+
+
+class RegistryFollower:
+    def __init__(self, settings: Settings, catalog: WorkCatalog) -> None:
+        self._settings = settings
+        self._catalog = catalog
+        self._topic = settings.topic(WORKS_REGISTRY.name)
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_bytes=32 * 1024 * 1024,
+        )
+        self._partitions: list[TopicPartition] = []
+        self._applied: dict[TopicPartition, int] = {}
+        self._progress = asyncio.Condition()
+        self.caught_up = False
+        self.skipped = 0
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        partitions = self._consumer.partitions_for_topic(self._topic)
+        while not partitions:
+            await self._consumer._client.force_metadata_update()
+            partitions = self._consumer.partitions_for_topic(self._topic)
+        self._partitions = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+        self._consumer.assign(self._partitions)
+        await self._consumer.seek_to_beginning(*self._partitions)
+        self._applied = {tp: 0 for tp in self._partitions}
+        self._initial_target = await self._consumer.end_offsets(self._partitions)
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def run(self) -> None:
+        try:
+            await self._mark_if_caught_up()
+            while True:
+                batches = await self._consumer.getmany(timeout_ms=500, max_records=2000)
+                records = [r for recs in batches.values() for r in recs]
+                if records:
+                    await asyncio.to_thread(self._apply_all, records)
+                for tp in self._partitions:
+                    self._applied[tp] = await self._consumer.position(tp)
+                async with self._progress:
+                    self._progress.notify_all()
+                await self._mark_if_caught_up()
+        finally:
+            await self._consumer.stop()
+
+    def _apply_all(self, records: list[ConsumerRecord]) -> None:
+        for record in records:
+            work_id = record.key.decode() if record.key else None
+            if record.value is None:
+                if work_id:
+                    self._catalog.apply(work_id, None)
+                continue
+            try:
+                event = decode_event(record.value).payload
+                if not isinstance(event, WorkFingerprinted):
+                    raise InvalidEvent(f"unexpected {type(event).__name__} in the registry")
+            except InvalidEvent as exc:
+                # Every replica sees the same record; skipping (and counting) beats stalling.
+                self.skipped += 1
+                log.error(
+                    "skipping registry record %s@%d: %s", record.partition, record.offset, exc
+                )
+                continue
+            self._catalog.apply(event.work_id, event)
+
+    async def _mark_if_caught_up(self) -> None:
+        if self.caught_up:
+            return
+        if all(self._applied.get(tp, 0) >= off for tp, off in self._initial_target.items()):
+            self.caught_up = True
+            metrics.REGISTRY_CAUGHT_UP.set(1)
+            log.info("registry caught up: %d works", len(self._catalog))
+
+    async def wait_until_current(self, timeout_s: float) -> bool:
+        """Wait until everything in the registry *now* is applied (read-your-writes for uploads)."""
+        target = await self._consumer.end_offsets(self._partitions)
+
+        def done() -> bool:
+            return all(self._applied.get(tp, 0) >= off for tp, off in target.items())
+
+        try:
+            async with self._progress:
+                await asyncio.wait_for(self._progress.wait_for(done), timeout=timeout_s)
+            return True
+        except TimeoutError:
+            return False

@@ -1,0 +1,45 @@
+"""The report service: writes signed reports from match results and serves them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from contentmatch_report.routes import reports
+from contentmatch_report.signing import ReportSigner
+from contentmatch_report.store import ReportStore
+from contentmatch_report.worker import ReportWriter
+from contentmatch_shared.http import install_common
+from contentmatch_shared.runtime import ServiceRuntime
+from contentmatch_shared.settings import Settings, get_settings
+from contentmatch_shared.topics import UPLOADS_MATCHED
+
+SERVICE = "report"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    runtime = ServiceRuntime(settings, SERVICE)
+    signer = ReportSigner.from_config(settings.report_signing_key, settings.report_signing_key_file)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        store = ReportStore(runtime.store)
+        app.state.keys = runtime.keys
+        app.state.reports = store
+        app.state.signer = signer
+        await runtime.add_consumer(
+            "report", [UPLOADS_MATCHED], ReportWriter(runtime, store, signer)
+        )
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title="contentmatch report", version="1", lifespan=lifespan)
+    install_common(app, SERVICE, runtime.ready, runtime.broken)
+    app.include_router(reports.router)
+    return app

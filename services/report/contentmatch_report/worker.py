@@ -1,0 +1,57 @@
+"""The report consumer: match results in, signed reports (and ``reports.created``) out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from aiokafka import ConsumerRecord
+
+from contentmatch_report.builder import build_reports, report_id_for
+from contentmatch_report.signing import ReportSigner
+from contentmatch_report.store import ReportStore, report_key
+from contentmatch_shared import metrics
+from contentmatch_shared.events import Envelope, ReportCreated, UploadMatched, utcnow
+from contentmatch_shared.runtime import ServiceRuntime
+from contentmatch_shared.topics import REPORTS_CREATED
+
+
+class ReportWriter:
+    """Handler. Idempotent: report ids derive from (upload, work); a replay keeps the first
+    ``created_at`` (read back from the stored report), so the same bytes and index keys result."""
+
+    def __init__(self, runtime: ServiceRuntime, reports: ReportStore, signer: ReportSigner) -> None:
+        self._runtime = runtime
+        self._reports = reports
+        self._signer = signer
+
+    async def __call__(self, envelope: Envelope[Any], record: ConsumerRecord) -> None:
+        result = envelope.payload
+        if not isinstance(result, UploadMatched) or not result.matches:
+            return
+        created: dict[str, datetime] = {}
+        now = utcnow()
+        for match in result.matches:
+            report_id = report_id_for(result.upload_id, match.work_id)
+            existing = await self._reports.get(report_id)
+            created[report_id] = datetime.fromisoformat(existing["created_at"]) if existing else now
+        for report in build_reports(result, created):
+            signed = self._signer.sign(report)
+            await self._reports.put(signed)
+            await self._runtime.producer.publish(
+                REPORTS_CREATED,
+                result.upload_id,
+                ReportCreated(
+                    report_id=signed["report_id"],
+                    kind=signed["kind"],
+                    upload_id=result.upload_id,
+                    platform_tenant=result.tenant,
+                    work_tenants=[signed["work"]["tenant"]],
+                    work_ids=[signed["work"]["work_id"]],
+                    bucket=self._runtime.settings.bucket_reports,
+                    key=report_key(signed["report_id"]),
+                    created_at=created[signed["report_id"]],
+                ),
+                correlation_id=envelope.correlation_id,
+            )
+            metrics.REPORTS_CREATED.labels(signed["kind"]).inc()

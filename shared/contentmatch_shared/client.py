@@ -1,0 +1,131 @@
+"""A small HTTP client for the public API (used by the demo, the end-to-end tests and scripts).
+
+Nothing here reaches into the services: it speaks the contract in ``CONTRACT.md`` only.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+
+class ApiFailure(Exception):
+    def __init__(self, response: httpx.Response) -> None:
+        self.status = response.status_code
+        try:
+            error = response.json()["error"]
+            self.code, self.message = error["code"], error["message"]
+        except (ValueError, KeyError, TypeError):
+            self.code, self.message = "unknown", response.text[:200]
+        super().__init__(f"{self.status} {self.code}: {self.message}")
+
+
+@dataclass
+class Endpoints:
+    ingest: str = "http://127.0.0.1:8081"
+    report: str = "http://127.0.0.1:8084"
+
+
+class ContentMatchClient:
+    def __init__(self, key: str, endpoints: Endpoints | None = None, timeout_s: float = 60) -> None:
+        self.endpoints = endpoints or Endpoints()
+        self._http = httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=timeout_s)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, url: str, **kw: Any) -> Any:
+        response = self._http.request(method, url, **kw)
+        if response.status_code >= 400:
+            raise ApiFailure(response)
+        return response.json()
+
+    # -- keys ---------------------------------------------------------------------------------
+    def create_key(self, role: str, tenant: str) -> str:
+        body = self._call(
+            "POST", f"{self.endpoints.ingest}/v1/keys", json={"role": role, "tenant": tenant}
+        )
+        return str(body["key"])
+
+    # -- works --------------------------------------------------------------------------------
+    def register_work(
+        self,
+        data: bytes,
+        filename: str,
+        metadata: dict[str, Any],
+        idempotency_key: str | None = None,
+    ) -> str:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        body = self._call(
+            "POST",
+            f"{self.endpoints.ingest}/v1/works",
+            files={"file": (filename, data)},
+            data={"metadata": json.dumps(metadata)},
+            headers=headers,
+        )
+        return str(body["work_id"])
+
+    def work(self, work_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"{self.endpoints.ingest}/v1/works/{work_id}"))
+
+    def wait_work(self, work_id: str, timeout_s: float = 120) -> dict[str, Any]:
+        return self._wait(lambda: self.work(work_id), lambda w: w["status"] != "pending", timeout_s)
+
+    # -- uploads ------------------------------------------------------------------------------
+    def submit_upload(
+        self,
+        data: bytes,
+        filename: str,
+        metadata: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> str:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        form = {"metadata": json.dumps(metadata)} if metadata else {}
+        body = self._call(
+            "POST",
+            f"{self.endpoints.ingest}/v1/uploads",
+            files={"file": (filename, data)},
+            data=form,
+            headers=headers,
+        )
+        return str(body["upload_id"])
+
+    def upload(self, upload_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"{self.endpoints.ingest}/v1/uploads/{upload_id}"))
+
+    def wait_upload(self, upload_id: str, timeout_s: float = 120) -> dict[str, Any]:
+        """Until the upload is final: no_match/failed, or matched with all its reports written."""
+
+        def done(u: dict[str, Any]) -> bool:
+            if u["status"] in ("no_match", "failed"):
+                return True
+            return u["status"] == "matched" and len(u.get("reports", [])) >= len(u["matches"])
+
+        return self._wait(lambda: self.upload(upload_id), done, timeout_s)
+
+    # -- reports ------------------------------------------------------------------------------
+    def reports(self, **params: Any) -> dict[str, Any]:
+        return dict(self._call("GET", f"{self.endpoints.report}/v1/reports", params=params))
+
+    def report(self, report_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"{self.endpoints.report}/v1/reports/{report_id}"))
+
+    def report_raw(self, report_id: str, fmt: str = "json") -> httpx.Response:
+        return self._http.get(
+            f"{self.endpoints.report}/v1/reports/{report_id}", params={"format": fmt}
+        )
+
+    @staticmethod
+    def _wait(fetch: Any, done: Any, timeout_s: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        delay = 0.1
+        while True:
+            value = fetch()
+            if done(value) or time.monotonic() > deadline:
+                return dict(value)
+            time.sleep(delay)
+            delay = min(delay * 1.5, 1.0)

@@ -1,0 +1,88 @@
+"""Every Prometheus metric of the system, declared once.
+
+Names follow Prometheus conventions (base units, ``_total`` for counters); labels never carry ids.
+Each service process registers all of them; the ones it does not use simply stay at zero.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+# HTTP (RED per route template, never per concrete path)
+HTTP_REQUESTS = Counter(
+    "cm_http_requests_total", "HTTP requests handled.", ["service", "route", "method", "status"]
+)
+HTTP_REQUEST_SECONDS = Histogram(
+    "cm_http_request_duration_seconds",
+    "HTTP request duration.",
+    ["service", "route", "method"],
+    buckets=_LATENCY_BUCKETS,
+)
+
+# Consumers
+CONSUMER_RECORDS_CONSUMED = Counter(
+    "cm_consumer_records_consumed_total", "Records fetched from Kafka.", ["consumer", "topic"]
+)
+CONSUMER_RECORDS_PROCESSED = Counter(
+    "cm_consumer_records_processed_total", "Records handled successfully.", ["consumer", "topic"]
+)
+CONSUMER_RECORDS_FAILED = Counter(
+    "cm_consumer_records_failed_total",
+    "Handler attempts that raised (retried or dead-lettered).",
+    ["consumer", "topic", "reason"],
+)
+CONSUMER_RECORDS_DEAD_LETTERED = Counter(
+    "cm_consumer_records_dead_lettered_total",
+    "Records sent to the dead-letter topic.",
+    ["consumer", "topic"],
+)
+CONSUMER_PROCESSING_SECONDS = Histogram(
+    "cm_consumer_processing_seconds",
+    "Time to handle one record.",
+    ["consumer", "topic"],
+    buckets=_LATENCY_BUCKETS,
+)
+CONSUMER_LAG = Gauge(
+    "cm_consumer_lag_records",
+    "Records behind the partition's high watermark.",
+    ["consumer", "topic", "partition"],
+)
+CONSUMER_LAST_PROCESSED = Gauge(
+    "cm_consumer_last_processed_timestamp_seconds",
+    "Unix time of the last record handled.",
+    ["consumer", "topic"],
+)
+
+# Domain
+FINGERPRINT_SECONDS = Histogram(
+    "cm_fingerprint_duration_seconds",
+    "Time to decode and fingerprint one media file.",
+    ["media_type"],
+    buckets=_LATENCY_BUCKETS,
+)
+INDEX_ITEMS = Gauge("cm_index_items", "Works in the match index.", ["media_type"])
+INDEX_MEMORY = Gauge("cm_index_memory_bytes", "Memory held by the match index.", ["media_type"])
+INDEX_LAST_UPDATE = Gauge(
+    "cm_index_last_update_timestamp_seconds",
+    "Unix time the index last applied a registry record (its age is time() minus this).",
+    ["media_type"],
+)
+REGISTRY_CAUGHT_UP = Gauge(
+    "cm_registry_caught_up", "1 once the index has read the registry topic to its end."
+)
+MATCH_QUERY_SECONDS = Histogram(
+    "cm_match_query_duration_seconds",
+    "Index search time for one upload.",
+    ["media_type"],
+    buckets=_LATENCY_BUCKETS,
+)
+MATCHES = Counter(
+    "cm_matches_total",
+    "Uploads matched, by work kind of each match, or outcome no_match.",
+    ["kind", "outcome"],
+)
+UPLOADS_RECEIVED = Counter("cm_uploads_received_total", "Uploads accepted.", ["media_type"])
+WORKS_RECEIVED = Counter("cm_works_received_total", "Works accepted.", ["media_type", "kind"])
+REPORTS_CREATED = Counter("cm_reports_created_total", "Reports stored.", ["kind"])

@@ -1,0 +1,103 @@
+"""The clients a service process owns for its lifetime: S3, producer, keys, consumers.
+
+A service's lifespan creates one :class:`ServiceRuntime`, starts it, adds its consumers, and stops
+it on shutdown (uvicorn turns SIGTERM into that shutdown): consumers finish their batch and
+commit, then the producer flushes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from contentmatch_shared.auth import KeyStore
+from contentmatch_shared.kafka.admin import ensure_topics
+from contentmatch_shared.kafka.producer import EventProducer
+from contentmatch_shared.kafka.runner import ConsumerRunner, Handler
+from contentmatch_shared.settings import Settings
+from contentmatch_shared.storage import ObjectStore
+from contentmatch_shared.topics import TopicSpec
+
+log = logging.getLogger(__name__)
+
+_STARTUP_TIMEOUT_S = 90.0
+_SHUTDOWN_TIMEOUT_S = 30.0
+
+
+class ServiceRuntime:
+    def __init__(self, settings: Settings, service: str) -> None:
+        self.settings = settings
+        self.service = service
+        self.store = ObjectStore(settings)
+        self.keys = KeyStore(self.store, settings.admin_key)
+        self.producer = EventProducer(settings, service)
+        self.runners: list[ConsumerRunner] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._background: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Wait for S3 and Kafka (they may still be starting), create buckets and topics."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _STARTUP_TIMEOUT_S
+        while True:
+            try:
+                await self.store.ensure_buckets()
+                break
+            except Exception as exc:
+                if loop.time() > deadline:
+                    raise
+                log.warning("S3 not ready (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+        await ensure_topics(self.settings, timeout_s=max(deadline - loop.time(), 10.0))
+        await self.producer.start()
+
+    async def add_consumer(
+        self, group: str, topics: list[TopicSpec], handler: Handler
+    ) -> ConsumerRunner:
+        runner = ConsumerRunner(
+            self.settings,
+            service=self.service,
+            group=group,
+            topics=topics,
+            handler=handler,
+            producer=self.producer,
+        )
+        await runner.start()
+        self.runners.append(runner)
+        self._tasks.append(asyncio.create_task(runner.run(), name=f"consumer:{group}"))
+        return runner
+
+    def spawn(self, coro: object, name: str) -> asyncio.Task[None]:
+        """Run a long-lived background coroutine whose failure makes the service unhealthy."""
+        task = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
+        self._background.append(task)
+        return task
+
+    def broken(self) -> str | None:
+        """Why the process is broken (a consumer or background task died), or None."""
+        for task in [*self._tasks, *self._background]:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                return f"{task.get_name()} stopped: {task.exception()!r}"
+        return None
+
+    async def ready(self) -> str | None:
+        if reason := self.broken():
+            return reason
+        try:
+            await self.store.ping()
+        except Exception as exc:
+            return f"S3 unreachable: {exc}"
+        return None
+
+    async def stop(self) -> None:
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        for runner in self.runners:
+            runner.stop()
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=_SHUTDOWN_TIMEOUT_S)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self.producer.stop()

@@ -1,0 +1,80 @@
+"""Every setting of every service, from ``CM_*`` environment variables (listed in the README)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_S3_SECRET = "contentmatch-dev-secret"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CM_", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+
+    # Kafka
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = ""  # lets several stacks (dev, tests) share one broker safely
+    topic_partitions: int = 3
+
+    # S3 (any S3 endpoint: MinIO, S3Proxy, AWS)
+    s3_endpoint: str = "127.0.0.1:9000"
+    s3_access_key: str = "contentmatch"
+    s3_secret_key: str = DEV_S3_SECRET
+    s3_secure: bool = False
+    s3_region: str = "us-east-1"
+    bucket_media: str = "cm-media"
+    bucket_state: str = "cm-state"
+    bucket_reports: str = "cm-reports"
+
+    # HTTP ports of the four services
+    host: str = "127.0.0.1"
+    ingest_port: int = 8081
+    fingerprint_port: int = 8082
+    match_port: int = 8083
+    report_port: int = 8084
+
+    # Auth
+    admin_key: str = ""  # operator key that may create other keys; required outside development
+
+    # Ingest limits
+    max_upload_bytes: int = 200 * 1024 * 1024
+
+    # Consumers
+    consumer_commit_interval_s: float = 1.0
+    consumer_max_batch: int = 64
+    consumer_max_retries: int = 6
+    consumer_retry_backoff_s: float = 0.5
+    consumer_retry_backoff_max_s: float = 10.0
+    consumer_dlq_limit: int = 100  # consecutive dead-lettered messages that stop a consumer
+
+    # Workers
+    cpu_workers: int = Field(default=2, ge=1)
+
+    # Match
+    registry_catchup_wait_s: float = 10.0  # how long an upload waits for the registry to catch up
+
+    # Reports
+    report_signing_key: str = ""  # base64 raw Ed25519 private key; dev key generated when empty
+    report_signing_key_file: str = ".state/keys/report-signing.key"
+
+    @model_validator(mode="after")
+    def _refuse_dev_secrets_in_production(self) -> Settings:
+        if self.environment == "production":
+            if self.s3_secret_key == DEV_S3_SECRET:
+                raise ValueError("CM_S3_SECRET_KEY must be set in production")
+            if not self.admin_key:
+                raise ValueError("CM_ADMIN_KEY must be set in production")
+        return self
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

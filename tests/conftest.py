@@ -1,0 +1,57 @@
+"""Shared fixtures. Each layer is a marker (unit, integration, e2e, ops), set here from the folder
+so that ``pytest -m unit`` etc. run one layer alone; infrastructure starts only when a selected
+test needs it."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from contentmatch_shared.settings import Settings
+from tests.support.infra import TestInfra, infra_from_env
+from tests.support.stack import Stack
+
+_LAYERS = ("unit", "integration", "e2e", "ops")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        for layer in _LAYERS:
+            if layer in parts and not item.get_closest_marker(layer):
+                item.add_marker(getattr(pytest.mark, layer))
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[TestInfra]:
+    """Real Kafka and S3 on test ports, fresh for the session."""
+    running = infra_from_env()
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(infra: TestInfra) -> Settings:
+    return Settings(
+        kafka_bootstrap=f"127.0.0.1:{infra.kafka_port}",
+        s3_endpoint=f"127.0.0.1:{infra.s3_port}",
+        s3_access_key=infra.s3_access_key,
+        s3_secret_key=infra.s3_secret_key,
+    )
+
+
+@pytest.fixture(scope="session")
+def stack(infra: TestInfra) -> Iterator[Stack]:
+    """The four services as processes against the test infrastructure."""
+    running = Stack(infra=infra, admin_key="cm_admin_" + secrets.token_urlsafe(16))
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()

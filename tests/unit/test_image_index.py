@@ -1,0 +1,166 @@
+"""ImageIndex: copies match their work, unrelated images do not, remove/replace, threads."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from contentmatch_fingerprint.signals.image import fingerprint_image
+from contentmatch_match.index.image import ImageIndex
+from tests.fixtures.images import BENIGN_TRANSFORMS, HARD_TRANSFORMS, make_image, to_bytes, \
+    transform_bytes
+
+pytestmark = pytest.mark.unit
+
+SIZE = (480, 360)
+N_WORKS = 10
+WORK_SEEDS = list(range(1000, 1000 + N_WORKS))
+UNRELATED_SEEDS = list(range(5000, 5012))
+
+
+@pytest.fixture(scope="module")
+def works():
+    images = {f"work-{s}": make_image(s, SIZE) for s in WORK_SEEDS}
+    fps = {wid: fingerprint_image(to_bytes(im)) for wid, im in images.items()}
+    return images, fps
+
+
+@pytest.fixture(scope="module")
+def index(works):
+    _, fps = works
+    idx = ImageIndex()
+    for wid, fp in fps.items():
+        idx.add(wid, fp)
+    return idx
+
+
+def test_exact_copy_matches_first(index, works):
+    _, fps = works
+    for wid, fp in fps.items():
+        hits = index.search(fp)
+        assert hits and hits[0].work_id == wid
+        assert hits[0].distance == 0 and hits[0].score == 1.0
+        assert hits[0].signal in ("phash", "pdq")
+        assert [h.work_id for h in hits] == [wid]
+
+
+@pytest.mark.parametrize("name", BENIGN_TRANSFORMS)
+def test_benign_copies_match(index, works, name):
+    images, _ = works
+    for i, (wid, im) in enumerate(list(images.items())[:6]):
+        hits = index.search(fingerprint_image(transform_bytes(im, name, seed=i)[0]))
+        assert [h.work_id for h in hits] == [wid], (name, wid, hits)
+        assert "phash" in hits[0].evidence and 0.0 < hits[0].score <= 1.0
+
+
+@pytest.mark.parametrize("name", HARD_TRANSFORMS)
+def test_hard_copies_match(index, works, name):
+    images, _ = works
+    found = 0
+    for i, (wid, im) in enumerate(list(images.items())[:5]):
+        hits = index.search(fingerprint_image(transform_bytes(im, name, seed=i)[0]))
+        assert all(h.work_id == wid for h in hits), (name, wid, hits)
+        found += bool(hits)
+    assert found >= 4, name
+
+
+def test_crop_reports_region(index, works):
+    images, _ = works
+    wid, im = next(iter(images.items()))
+    hits = index.search(fingerprint_image(transform_bytes(im, "center_crop_60", seed=0)[0]))
+    assert hits and hits[0].work_id == wid and hits[0].signal == "orb"
+    assert hits[0].distance >= 16  # inliers
+    r = hits[0].evidence["region"]
+    assert abs(r["x"] - 0.2) < 0.05 and abs(r["y"] - 0.2) < 0.05
+    assert abs(r["w"] - 0.6) < 0.05 and abs(r["h"] - 0.6) < 0.05
+
+
+def test_unrelated_images_never_match(index):
+    for s in UNRELATED_SEEDS:
+        fp = fingerprint_image(to_bytes(make_image(s, SIZE), "JPEG", quality=80))
+        assert index.search(fp, second_tier="always") == [], s
+
+
+def test_remove_and_replace(works):
+    images, fps = works
+    idx = ImageIndex()
+    ids = list(fps)
+    for wid in ids[:4]:
+        idx.add(wid, fps[wid])
+    assert len(idx) == 4
+    idx.add(ids[0], fps[ids[0]])  # idempotent re-add
+    assert len(idx) == 4
+    assert [h.work_id for h in idx.search(fps[ids[0]])] == [ids[0]]
+    idx.remove(ids[0])
+    idx.remove("never-added")
+    assert len(idx) == 3
+    assert idx.search(fps[ids[0]], second_tier="always") == []
+    # replace: work ids[1] now points at the image of ids[5]
+    idx.add(ids[1], fps[ids[5]])
+    assert len(idx) == 3
+    assert idx.search(fps[ids[1]], second_tier="always") == []
+    assert [h.work_id for h in idx.search(fps[ids[5]])] == [ids[1]]
+    crop = fingerprint_image(transform_bytes(images[ids[5]], "center_crop_60", seed=0)[0])
+    assert [h.work_id for h in idx.search(crop)] == [ids[1]]
+    # many removals trigger a compaction; what remains must still be found
+    for wid in ids[6:]:
+        idx.add(wid, fps[wid])
+    for wid in ids[6:9]:
+        idx.remove(wid)
+    assert len(idx) == 3 + 1
+    for wid in (ids[2], ids[3], ids[9]):
+        assert [h.work_id for h in idx.search(fps[wid])] == [wid]
+    crop = fingerprint_image(transform_bytes(images[ids[9]], "crop_10", seed=0)[0])
+    assert [h.work_id for h in idx.search(crop)] == [ids[9]]
+    assert idx.search(fps[ids[7]], second_tier="always") == []
+
+
+def test_accepts_dict_fingerprint_and_reports_memory(works):
+    _, fps = works
+    idx = ImageIndex()
+    m0 = idx.memory_bytes()
+    wid = next(iter(fps))
+    idx.add(wid, fps[wid].model_dump())
+    assert idx.memory_bytes() > m0
+    assert idx.search(fps[wid].model_dump())[0].work_id == wid
+    assert ImageIndex().search(fps[wid]) == []
+
+
+def test_thread_safety_smoke(works):
+    _, fps = works
+    idx = ImageIndex()
+    items = list(fps.items())
+    errors: list[BaseException] = []
+
+    def writer(part):
+        try:
+            for _ in range(3):
+                for wid, fp in part:
+                    idx.add(wid, fp)
+                for wid, _fp in part[:1]:
+                    idx.remove(wid)
+                    idx.add(wid, fps[wid])
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    def reader():
+        try:
+            for _ in range(4):
+                for wid, fp in items:
+                    for h in idx.search(fp):
+                        assert h.work_id == wid
+        except BaseException as e:  # pragma: no cover
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(items[:5],)),
+               threading.Thread(target=writer, args=(items[5:],)),
+               threading.Thread(target=reader), threading.Thread(target=reader)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert len(idx) == len(items)
+    for wid, fp in items:
+        assert idx.search(fp)[0].work_id == wid

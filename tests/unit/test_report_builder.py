@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from contentmatch_report.builder import build_reports, decision_for, report_id_for
+from contentmatch_report.store import decode_cursor, encode_cursor, ts_key
+from contentmatch_shared.events import (
+    AISystem,
+    Match,
+    MatchSegment,
+    ObjectRef,
+    UploadMatched,
+    UploadMetadata,
+)
+
+
+def _match(work_id: str, kind: str = "work", **kw: object) -> Match:
+    base: dict[str, object] = {
+        "work_id": work_id,
+        "kind": kind,
+        "title": f"Title {work_id}",
+        "tenant": "label",
+        "score": 0.9,
+        "policy": "block",
+        "media_type": "audio",
+        "signal": "chromaprint",
+        "distance": 0.1,
+        "segments": [MatchSegment(query_start=0, query_end=10, ref_start=30, ref_end=40)],
+    }
+    base.update(kw)
+    return Match.model_validate(base)
+
+
+def _result(*matches: Match, territory: str | None = None) -> UploadMatched:
+    now = datetime(2026, 11, 27, tzinfo=UTC)
+    return UploadMatched(
+        upload_id="upl_1",
+        tenant="tube",
+        media_type="audio",
+        object=ObjectRef(bucket="b", key="k", sha256="00"),
+        metadata=UploadMetadata(territory=territory),
+        matches=list(matches),
+        submitted_at=now,
+        matched_at=now,
+    )
+
+
+def test_one_report_per_matched_work_linked_to_each_other() -> None:
+    ai = AISystem(provider="Acme", model="gen-1", version="2")
+    result = _result(_match("w1"), _match("w2", kind="ai_output", tenant="acme", ai_system=ai))
+    ids = [report_id_for("upl_1", "w1"), report_id_for("upl_1", "w2")]
+    now = datetime.now(UTC)
+    reports = build_reports(result, {i: now for i in ids})
+    assert [r["kind"] for r in reports] == ["enforcement", "attribution"]
+    assert reports[0]["related_reports"] == [ids[1]]
+    assert reports[1]["related_reports"] == [ids[0]]
+    assert reports[1]["attribution"] == {
+        "label": "AI-generated",
+        "ai_system": {"provider": "Acme", "model": "gen-1", "version": "2"},
+        "registered_by": "acme",
+    }
+    assert reports[1]["decision"]["action"] == "label_ai_generated"
+    assert reports[0]["evidence"]["segments"][0]["ref_start"] == 30
+    assert reports[0]["evidence"]["matched_seconds"] == 10
+
+
+def test_report_ids_are_stable_per_upload_and_work() -> None:
+    assert report_id_for("u", "w") == report_id_for("u", "w")
+    assert report_id_for("u", "w") != report_id_for("u", "w2")
+
+
+def test_territories_limit_the_action() -> None:
+    work = _match("w1", territories=["FR", "DE"])
+    assert decision_for(work, "fr")["action"] == "block"
+    outside = decision_for(work, "US")
+    assert outside["action"] == "none"
+    assert outside["applies_in_territory"] is False
+    assert decision_for(work, None)["action"] == "block"
+
+
+def test_cursor_round_trip_and_time_keys_sort() -> None:
+    key = "index/tenant/label/any/20261127T000000000000Z_rep_x.json"
+    assert decode_cursor(encode_cursor(key)) == key
+    early = ts_key(datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC))
+    late = ts_key(datetime(2026, 1, 2, 3, 4, 5, 7, tzinfo=UTC))
+    assert early < late and len(early) == len(late)

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from contentmatch_report.signing import ReportSigner, VerificationError, verify_report
+
+
+@pytest.fixture
+def signer(tmp_path: Path) -> ReportSigner:
+    return ReportSigner.from_config("", str(tmp_path / "keys" / "signing.key"))
+
+
+REPORT = {
+    "report_id": "rep_1",
+    "kind": "enforcement",
+    "created_at": "2026-11-27T00:00:00+00:00",
+    "matches": [{"work_id": "wrk_1", "score": 0.953125, "title": "Ünïcode ☀"}],
+    "evidence": {"distance": 3.0},
+}
+
+
+def test_round_trip_through_stored_bytes(signer: ReportSigner) -> None:
+    signed = signer.sign(REPORT)
+    stored = json.dumps(signed, ensure_ascii=False, separators=(",", ":")).encode()
+    verify_report(json.loads(stored), signer.public_key_info()["public_key"])
+
+
+def test_one_changed_byte_is_detected(signer: ReportSigner) -> None:
+    stored = bytearray(json.dumps(signer.sign(REPORT)).encode())
+    at = stored.index(b"0.953125") + 3
+    stored[at] = ord("8")  # 0.953125 -> 0.958125
+    with pytest.raises(VerificationError, match="altered"):
+        verify_report(json.loads(bytes(stored)), signer.public_key_info()["public_key"])
+
+
+def test_other_key_and_missing_signature_are_refused(signer: ReportSigner, tmp_path: Path) -> None:
+    other = ReportSigner.from_config("", str(tmp_path / "other.key"))
+    signed = signer.sign(REPORT)
+    with pytest.raises(VerificationError, match="another key"):
+        verify_report(signed, other.public_key_info()["public_key"])
+    with pytest.raises(VerificationError, match="no signature"):
+        verify_report(REPORT, signer.public_key_info()["public_key"])
+
+
+def test_dev_key_is_created_once_private_and_reused(tmp_path: Path) -> None:
+    path = tmp_path / "k" / "signing.key"
+    first = ReportSigner.from_config("", str(path))
+    assert path.stat().st_mode & 0o777 == 0o600
+    second = ReportSigner.from_config("", str(path))
+    assert first.key_id == second.key_id
+    configured = ReportSigner.from_config(path.read_text(), "/nonexistent")
+    assert configured.key_id == first.key_id
+    assert len(base64.b64decode(first.public_key_info()["public_key"])) == 32

@@ -4,6 +4,7 @@ test needs it."""
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,7 +50,11 @@ def settings(infra: TestInfra) -> Settings:
 @pytest.fixture(scope="session")
 def stack(infra: TestInfra) -> Iterator[Stack]:
     """The four services as processes against the test infrastructure."""
-    running = Stack(infra=infra, admin_key="cm_admin_" + secrets.token_urlsafe(16))
+    running = Stack(
+        infra=infra,
+        admin_key="cm_admin_" + secrets.token_urlsafe(16),
+        base_port=int(os.environ.get("CM_TEST_BASE_PORT", "18080")),
+    )
     running.start()
     try:
         yield running

@@ -2,7 +2,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from contentmatch_report.builder import build_reports, decision_for, report_id_for
+from contentmatch_report.builder import (
+    EvidenceAttachments,
+    build_reports,
+    decision_for,
+    report_id_for,
+)
 from contentmatch_report.store import decode_cursor, encode_cursor, ts_key
 from contentmatch_shared.events import (
     AISystem,
@@ -52,8 +57,10 @@ def test_one_report_per_matched_work_linked_to_each_other() -> None:
     now = datetime.now(UTC)
     reports = build_reports(result, {i: now for i in ids})
     assert [r["kind"] for r in reports] == ["enforcement", "attribution"]
-    assert reports[0]["related_reports"] == [ids[1]]
-    assert reports[1]["related_reports"] == [ids[0]]
+    assert [r["report_id"] for r in reports[0]["related_reports"]] == [ids[1]]
+    assert [r["report_id"] for r in reports[1]["related_reports"]] == [ids[0]]
+    assert reports[0]["related_reports"][0]["kind"] == "attribution"
+    assert reports[1]["related_reports"][0]["work_title"] == "Title w1"
     assert reports[1]["attribution"] == {
         "label": "AI-generated",
         "ai_system": {"provider": "Acme", "model": "gen-1", "version": "2"},
@@ -75,7 +82,34 @@ def test_territories_limit_the_action() -> None:
     outside = decision_for(work, "US")
     assert outside["action"] == "none"
     assert outside["applies_in_territory"] is False
-    assert decision_for(work, None)["action"] == "block"
+    unknown = decision_for(work, None)
+    assert unknown["action"] == "block"
+    assert "territory is unknown" in unknown["reason"]
+    assert decision_for(_match("w2", territories=["fr"]), "FR")["applies_in_territory"] is True
+    anywhere = decision_for(_match("w3"), "US")
+    assert anywhere["action"] == "block" and anywhere["applies_in_territory"] is None
+
+
+def test_evidence_names_distances_regions_and_pictures() -> None:
+    image = _match(
+        "w1",
+        media_type="image",
+        signal="orb",
+        segments=None,
+        evidence={"phash": 12, "pdq": 40, "orb_inliers": 55, "region": {"x": 0.1, "y": 0, "w": 0.5, "h": 0.5}},
+    )
+    picture = {"name": "work.jpg", "role": "work_thumbnail", "key": "reports/r/work.jpg",
+               "content_type": "image/jpeg", "size": 3, "sha256": "ab"}  # fmt: skip
+    attachments = {"w1": EvidenceAttachments(references=[picture], missing=["upload: gone"])}
+    now = datetime.now(UTC)
+    (report,) = build_reports(_result(image), {report_id_for("upl_1", "w1"): now}, attachments)
+    evidence = report["evidence"]
+    assert evidence["signal_distances"] == {"phash": 12, "pdq": 40}  # inliers are not a distance
+    assert evidence["region"] == {"x": 0.1, "y": 0, "w": 0.5, "h": 0.5}
+    assert "query_region" not in evidence
+    assert evidence["pictures"] == [picture]
+    assert evidence["pictures_missing"] == ["upload: gone"]
+    assert "segments" not in evidence
 
 
 def test_cursor_round_trip_and_time_keys_sort() -> None:

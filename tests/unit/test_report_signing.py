@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from contentmatch_report.signing import ReportSigner, VerificationError, verify_report
+from contentmatch_report.signing import (
+    ReportSigner,
+    VerificationError,
+    canonical_bytes,
+    verify_report,
+)
 
 
 @pytest.fixture
@@ -55,3 +60,39 @@ def test_dev_key_is_created_once_private_and_reused(tmp_path: Path) -> None:
     configured = ReportSigner.from_config(path.read_text(), "/nonexistent")
     assert configured.key_id == first.key_id
     assert len(base64.b64decode(first.public_key_info()["public_key"])) == 32
+
+
+def test_canonical_form_ignores_key_order_and_whitespace_only() -> None:
+    shuffled = {k: REPORT[k] for k in reversed(list(REPORT))}
+    assert canonical_bytes(shuffled) == canonical_bytes(REPORT)
+    pretty = json.loads(json.dumps(REPORT, indent=4, ensure_ascii=True))
+    assert canonical_bytes(pretty) == canonical_bytes(REPORT)
+    # UTF-8 as is (not \\u escapes), no spaces, sorted keys, no signature member.
+    body = canonical_bytes({**REPORT, "signature": {"value": "x"}})
+    assert "Ünïcode ☀".encode() in body
+    assert b'"created_at":"2026' in body and b", " not in body and b"signature" not in body
+    assert body.index(b'"created_at"') < body.index(b'"evidence"') < body.index(b'"kind"')
+
+
+def test_any_single_byte_change_of_the_served_bytes_is_caught(signer: ReportSigner) -> None:
+    """Every byte position of a stored report: a changed byte either breaks the JSON (not a
+    report any more) or fails verification; it never verifies."""
+    stored = json.dumps(signer.sign(REPORT), ensure_ascii=False, separators=(",", ":")).encode()
+    public = signer.public_key_info()["public_key"]
+    signature_at = stored.index(b'"signature"')
+    for at in range(signature_at):  # the body before the signature member
+        altered = bytearray(stored)
+        altered[at] = ord("#") if altered[at] != ord("#") else ord("%")
+        try:
+            parsed = json.loads(bytes(altered))
+        except ValueError:
+            continue
+        with pytest.raises(VerificationError):
+            verify_report(parsed, public)
+
+
+def test_a_changed_picture_hash_is_caught(signer: ReportSigner) -> None:
+    signed = signer.sign({**REPORT, "evidence": {"pictures": [{"name": "w.jpg", "sha256": "aa"}]}})
+    signed["evidence"]["pictures"][0]["sha256"] = "ab"
+    with pytest.raises(VerificationError, match="altered"):
+        verify_report(signed, signer.public_key_info()["public_key"])

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (wide benchmark tables)
 """Audio recognition benchmark: recall per degradation, false positives, speed, memory, latency.
 
     bash bench/install_audio_corpora.sh          # real music from Debian game data packages
@@ -135,7 +136,7 @@ def _same_music(work_id: str, r0: float, r1: float, seconds: float) -> bool:
     items = REF_ITEMS.get(work_id)
     if items is None:
         return False
-    a, b = int(round(r0 * ITEM_RATE)), int(round(r1 * ITEM_RATE))
+    a, b = round(r0 * ITEM_RATE), round(r1 * ITEM_RATE)
     n = max(8, int(seconds * ITEM_RATE) - 18)
     best = 1.0
     for d in (-1, 0, 1):
@@ -215,7 +216,7 @@ def main() -> None:
         corpus = synthetic_corpus(tmp, 40)
         source = "synthetic"
     order = rng.permutation(len(corpus))
-    n_hold = max(3, int(round(args.holdout * len(corpus))))
+    n_hold = max(3, round(args.holdout * len(corpus)))
     held = [corpus[i] for i in order[:n_hold]]
     reg = [corpus[i] for i in order[n_hold:]]
     reg_hours = sum(d for _, d in reg) / 3600
@@ -228,7 +229,7 @@ def main() -> None:
     lm_count = 0
     add_times = []
     fpcalc = shutil.which("fpcalc")
-    for i, (path, dur) in enumerate(reg):
+    for i, (path, _dur) in enumerate(reg):
         t0 = time.perf_counter()
         fp = fingerprint_audio(path)
         fp_times.append(time.perf_counter() - t0)

@@ -57,6 +57,9 @@ offsets.topic.num.partitions=1
 transaction.state.log.num.partitions=1
 # Consumers in tests join one at a time; don't wait 3 s for more members.
 group.initial.rebalance.delay.ms=0
+# Audio fingerprints of long tracks exceed the 1 MB default (about 150 B per second of audio).
+message.max.bytes=8388608
+replica.fetch.max.bytes=8388608
 EOF
     cat >"$LOG4J_CONF" <<EOF
 <?xml version="1.0" encoding="UTF-8"?>

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
 
     # Workers
     cpu_workers: int = Field(default=2, ge=1)
+    audio_max_duration_s: float = 2 * 3600.0
+    audio_decode_timeout_s: float = 600.0
 
     # Match
     registry_catchup_wait_s: float = 10.0  # how long an upload waits for the registry to catch up

@@ -23,14 +23,12 @@ import numpy as np
 
 from contentmatch_shared.errors import MediaError
 from contentmatch_shared.fingerprints import AudioFingerprint
+from contentmatch_shared.settings import get_settings
 
 SAMPLE_RATE = 11025  # Chromaprint's internal rate: decoding straight to it skips its resampler
 ITEM_HOP = 1365  # samples between items (frame 4096, overlap 2/3) for the default algorithm
 ITEM_RATE = SAMPLE_RATE / ITEM_HOP  # ~8.077 items/s
 MIN_DURATION_S = 3.0  # the first item needs ~2.6 s of audio; below 3 s there is nothing to match
-# Absurdly long uploads are refused (also bounds memory/time of one job); overridable for operators.
-MAX_DURATION_S = float(os.environ.get("CM_AUDIO_MAX_DURATION_S", str(2 * 3600)))
-DECODE_TIMEOUT_S = float(os.environ.get("CM_AUDIO_DECODE_TIMEOUT_S", "600"))
 _CHUNK_BYTES = 1 << 17  # ~6 s of PCM per feed call
 _ALGORITHM_DEFAULT = 1  # CHROMAPRINT_ALGORITHM_TEST2, what fpcalc and AcoustID use
 
@@ -270,7 +268,9 @@ def fingerprint_audio(path: str, max_duration_s: float | None = None) -> AudioFi
 
     Raises ``MediaError``: ``undecodable_audio``, ``audio_too_short`` or ``audio_too_long``.
     """
-    cap = MAX_DURATION_S if max_duration_s is None else float(max_duration_s)
+    settings = get_settings()
+    # Absurdly long uploads are refused: that also bounds the memory and time of one job.
+    cap = settings.audio_max_duration_s if max_duration_s is None else float(max_duration_s)
     if not os.path.isfile(path):
         raise MediaError("undecodable_audio", f"no such file: {os.path.basename(path)}")
     try:
@@ -303,7 +303,7 @@ def fingerprint_audio(path: str, max_duration_s: float | None = None) -> AudioFi
             carry = chunk[usable:]
             lm.feed(np.frombuffer(chunk[:usable], dtype="<i2"))
         stderr = proc.stderr.read()
-        rc = proc.wait(timeout=DECODE_TIMEOUT_S)
+        rc = proc.wait(timeout=settings.audio_decode_timeout_s)
     except BaseException:
         proc.kill()
         proc.wait()

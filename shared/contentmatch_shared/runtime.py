@@ -87,7 +87,24 @@ class ServiceRuntime:
             await self.store.ping()
         except Exception as exc:
             return f"S3 unreachable: {exc}"
+        if not await self._kafka_reachable():
+            return f"Kafka unreachable at {self.settings.kafka_bootstrap}"
         return None
+
+    async def _kafka_reachable(self, timeout_s: float = 2.0) -> bool:
+        """A TCP connection to any bootstrap server: cheap, and independent of cached metadata."""
+        for server in self.settings.kafka_bootstrap.split(","):
+            host, _, port = server.strip().rpartition(":")
+            try:
+                _, writer = await asyncio.wait_for(
+                    asyncio.open_connection(host.strip("[]"), int(port)), timeout_s
+                )
+            except (OSError, TimeoutError, ValueError):
+                continue
+            writer.close()
+            await writer.wait_closed()
+            return True
+        return False
 
     async def stop(self) -> None:
         for task in self._background:

@@ -8,6 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 UV_VERSION=0.13.8
 
 bash scripts/infra/install.sh
+bash scripts/infra/install_ops_tools.sh
 
 if ! command -v uv >/dev/null 2>&1 || [[ "$(uv --version | awk '{print $2}')" != "$UV_VERSION" ]]; then
     echo "[bootstrap] installing uv $UV_VERSION" >&2

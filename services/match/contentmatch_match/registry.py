@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
@@ -18,6 +19,9 @@ from contentmatch_shared.settings import Settings
 from contentmatch_shared.topics import WORKS_REGISTRY
 
 log = logging.getLogger(__name__)
+
+# The follower's name in the consumer metrics (it has no consumer group).
+METRICS_CONSUMER = "match-registry"
 
 
 class RegistryFollower:
@@ -64,18 +68,29 @@ class RegistryFollower:
                     await asyncio.to_thread(self._apply_all, records)
                 for tp in self._partitions:
                     self._applied[tp] = await self._consumer.position(tp)
+                    self._report_lag(tp)
                 async with self._progress:
                     self._progress.notify_all()
                 await self._mark_if_caught_up()
         finally:
             await self._consumer.stop()
 
+    def _report_lag(self, tp: TopicPartition) -> None:
+        high = self._consumer.highwater(tp)
+        if high is not None:
+            metrics.CONSUMER_LAG.labels(
+                METRICS_CONSUMER, WORKS_REGISTRY.name, str(tp.partition)
+            ).set(max(high - self._applied[tp], 0))
+
     def _apply_all(self, records: list[ConsumerRecord]) -> None:
+        labels = (METRICS_CONSUMER, WORKS_REGISTRY.name)
+        metrics.CONSUMER_RECORDS_CONSUMED.labels(*labels).inc(len(records))
         for record in records:
             work_id = record.key.decode() if record.key else None
             if record.value is None:
                 if work_id:
                     self._catalog.apply(work_id, None)
+                metrics.CONSUMER_RECORDS_PROCESSED.labels(*labels).inc()
                 continue
             try:
                 event = decode_event(record.value).payload
@@ -84,11 +99,14 @@ class RegistryFollower:
             except InvalidEvent as exc:
                 # Every replica sees the same record; skipping (and counting) beats stalling.
                 self.skipped += 1
+                metrics.CONSUMER_RECORDS_FAILED.labels(*labels, "invalid").inc()
                 log.error(
                     "skipping registry record %s@%d: %s", record.partition, record.offset, exc
                 )
                 continue
             self._catalog.apply(event.work_id, event)
+            metrics.CONSUMER_RECORDS_PROCESSED.labels(*labels).inc()
+        metrics.CONSUMER_LAST_PROCESSED.labels(*labels).set(time.time())
 
     async def _mark_if_caught_up(self) -> None:
         if self.caught_up:

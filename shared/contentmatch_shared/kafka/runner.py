@@ -85,6 +85,7 @@ class ConsumerRunner:
         self._last_commit = time.monotonic()
         self._stopping = asyncio.Event()
         self._consecutive_dead_letters = 0
+        self._lag_reported: set[TopicPartition] = set()
         self.running = False
         self.failed: BaseException | None = None
 
@@ -142,14 +143,16 @@ class ConsumerRunner:
         for record in records:
             if self._stopping.is_set():
                 return  # uncommitted: redelivered after restart
-            await self._process(record)
+            if not await self._process(record):
+                return  # interrupted by shutdown: uncommitted, so the next owner redoes it
             self._pending[tp] = record.offset
 
     def _topic_label(self, topic: str) -> str:
         prefix = self._settings.topic_prefix
         return topic[len(prefix) :] if prefix and topic.startswith(prefix) else topic
 
-    async def _process(self, record: ConsumerRecord) -> None:
+    async def _process(self, record: ConsumerRecord) -> bool:
+        """Handle, retry or dead-letter one record; False only when shutdown interrupted it."""
         topic = self._topic_label(record.topic)
         labels = (self.group, topic)
         metrics.CONSUMER_RECORDS_CONSUMED.labels(*labels).inc()
@@ -166,21 +169,21 @@ class ConsumerRunner:
             except InvalidEvent as exc:
                 metrics.CONSUMER_RECORDS_FAILED.labels(*labels, "invalid").inc()
                 await self._dead_letter(record, f"invalid: {exc}", attempt)
-                return
+                return True
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 metrics.CONSUMER_RECORDS_FAILED.labels(*labels, "error").inc()
-                if attempt > self._settings.consumer_max_retries or self._stopping.is_set():
-                    if self._stopping.is_set():
-                        raise  # leave it uncommitted; the next owner retries it
+                if self._stopping.is_set():
+                    return False
+                if attempt > self._settings.consumer_max_retries:
                     log.exception(
                         "giving up on %s@%s after %d attempts", topic, record.offset, attempt
                     )
                     await self._dead_letter(
                         record, f"error after {attempt} attempts: {exc!r}", attempt
                     )
-                    return
+                    return True
                 delay = min(
                     self._settings.consumer_retry_backoff_s * 2 ** (attempt - 1),
                     self._settings.consumer_retry_backoff_max_s,
@@ -193,6 +196,7 @@ class ConsumerRunner:
         metrics.CONSUMER_RECORDS_PROCESSED.labels(*labels).inc()
         metrics.CONSUMER_PROCESSING_SECONDS.labels(*labels).observe(time.perf_counter() - started)
         metrics.CONSUMER_LAST_PROCESSED.labels(*labels).set(time.time())
+        return True
 
     async def _dead_letter(self, record: ConsumerRecord, reason: str, attempts: int) -> None:
         topic = self._topic_label(record.topic)
@@ -218,7 +222,15 @@ class ConsumerRunner:
             )
 
     async def _report_lag(self) -> None:
-        for tp in self._consumer.assignment():
+        assigned = self._consumer.assignment()
+        # A partition moved to another replica is reported there: drop its stale series here.
+        for tp in self._lag_reported - assigned:
+            with contextlib.suppress(KeyError):
+                metrics.CONSUMER_LAG.remove(
+                    self.group, self._topic_label(tp.topic), str(tp.partition)
+                )
+        self._lag_reported &= assigned
+        for tp in assigned:
             high = self._consumer.highwater(tp)
             if high is None:
                 continue
@@ -229,3 +241,4 @@ class ConsumerRunner:
             metrics.CONSUMER_LAG.labels(
                 self.group, self._topic_label(tp.topic), str(tp.partition)
             ).set(max(high - position, 0))
+            self._lag_reported.add(tp)

@@ -139,6 +139,7 @@ class UploadMatched(BaseModel):
     submitted_at: datetime
     matched_at: datetime
     registry_size: int = 0
+    duration_s: float | None = None  # audio: the upload's length, for timelines
 
 
 class MediaFailed(BaseModel):

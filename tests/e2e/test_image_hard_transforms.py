@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from contentmatch_shared.client import ContentMatchClient
 from tests.e2e.conftest import Tenants
 from tests.fixtures.images import HARD_TRANSFORMS, make_image, to_bytes, transform_bytes
 
@@ -11,9 +12,16 @@ SEEDS = range(601, 601 + len(HARD_TRANSFORMS))
 
 
 @pytest.fixture(scope="module")
-def registered(tenants: Tenants) -> dict[int, str]:
+def agency(tenants: Tenants) -> ContentMatchClient:
+    """A rightsholder of its own, so other modules' listings are not affected."""
+    key = tenants.operator.create_key("rightsholder", "hard-photos")
+    return ContentMatchClient(key, tenants.operator.endpoints)
+
+
+@pytest.fixture(scope="module")
+def registered(agency: ContentMatchClient) -> dict[int, str]:
     work_ids = {
-        seed: tenants.rival.register_work(
+        seed: agency.register_work(
             to_bytes(make_image(seed, size=(800, 600)), "JPEG", quality=92),
             f"hard{seed}.jpg",
             {"title": f"Hard {seed}", "kind": "work", "policy": "block"},
@@ -21,7 +29,7 @@ def registered(tenants: Tenants) -> dict[int, str]:
         for seed in SEEDS
     }
     for work_id in work_ids.values():
-        assert tenants.rival.wait_work(work_id)["status"] == "indexed"
+        assert agency.wait_work(work_id)["status"] == "indexed"
     return work_ids
 
 

@@ -96,7 +96,12 @@ def test_evidence_names_distances_regions_and_pictures() -> None:
         media_type="image",
         signal="orb",
         segments=None,
-        evidence={"phash": 12, "pdq": 40, "orb_inliers": 55, "region": {"x": 0.1, "y": 0, "w": 0.5, "h": 0.5}},
+        evidence={
+            "phash": 12,
+            "pdq": 40,
+            "orb_inliers": 55,
+            "region": {"x": 0.1, "y": 0, "w": 0.5, "h": 0.5},
+        },
     )
     picture = {"name": "work.jpg", "role": "work_thumbnail", "key": "reports/r/work.jpg",
                "content_type": "image/jpeg", "size": 3, "sha256": "ab"}  # fmt: skip
@@ -105,6 +110,7 @@ def test_evidence_names_distances_regions_and_pictures() -> None:
     (report,) = build_reports(_result(image), {report_id_for("upl_1", "w1"): now}, attachments)
     evidence = report["evidence"]
     assert evidence["signal_distances"] == {"phash": 12, "pdq": 40}  # inliers are not a distance
+    assert evidence["signal_agreements"] == {"orb_inliers": 55}
     assert evidence["region"] == {"x": 0.1, "y": 0, "w": 0.5, "h": 0.5}
     assert "query_region" not in evidence
     assert evidence["pictures"] == [picture]

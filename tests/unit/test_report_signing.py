@@ -96,3 +96,10 @@ def test_a_changed_picture_hash_is_caught(signer: ReportSigner) -> None:
     signed["evidence"]["pictures"][0]["sha256"] = "ab"
     with pytest.raises(VerificationError, match="altered"):
         verify_report(signed, signer.public_key_info()["public_key"])
+
+
+def test_a_malformed_public_key_is_a_reason_not_a_crash(signer: ReportSigner) -> None:
+    with pytest.raises(VerificationError, match="public key"):
+        verify_report(signer.sign(REPORT), "not base64!")
+    with pytest.raises(VerificationError, match="public key"):
+        verify_report(signer.sign(REPORT), base64.b64encode(b"short").decode())

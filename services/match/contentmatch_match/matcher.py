@@ -58,6 +58,7 @@ class UploadMatcher:
             submitted_at=payload.submitted_at,
             matched_at=utcnow(),
             registry_size=len(self._catalog),
+            duration_s=getattr(payload.fingerprint, "duration_s", None),
         )
         await self._runtime.producer.publish(
             UPLOADS_MATCHED, payload.upload_id, result, correlation_id=envelope.correlation_id

@@ -9,6 +9,7 @@ same upload name each other in ``related_reports``.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -27,53 +28,136 @@ def kind_of(match: Match) -> ReportKind:
     return "attribution" if match.kind == "ai_output" else "enforcement"
 
 
+# What each action asks of the platform, in words a person acts on.
+ACTION_MEANINGS = {
+    "block": "Take the upload down, or keep it from being published.",
+    "monetize": "Keep the upload up and pay its revenue to the rightsholder.",
+    "track": "Keep the upload up and record the use for the rightsholder; no action needed.",
+    "none": "No action: the work's rights do not cover the upload's territory.",
+    "label_ai_generated": "Label the upload as AI-generated, naming the AI system.",
+}
+
+
 def decision_for(match: Match, territory: str | None) -> dict[str, Any]:
+    """The action a report asks for, and why, in the upload's territory when that matters."""
+    territory = territory.upper() if territory else None
     if match.kind == "ai_output":
         system = match.ai_system
         name = f"{system.provider} {system.model}" if system else "an AI system"
+        if system and system.version:
+            name += f" {system.version}"
         return {
             "action": "label_ai_generated",
+            "meaning": ACTION_MEANINGS["label_ai_generated"],
             "label": "AI-generated",
             "policy": match.policy,
             "reason": f"the upload matches an output of {name} registered by {match.tenant}",
         }
-    if match.territories and territory and territory.upper() not in match.territories:
-        return {
-            "action": "none",
-            "policy": match.policy,
-            "territory": territory.upper(),
-            "applies_in_territory": False,
-            "reason": f"the work's rights cover {', '.join(match.territories)}, "
-            f"not the upload's territory {territory.upper()}",
-        }
-    return {
+    decision: dict[str, Any] = {
         "action": match.policy,
+        "meaning": ACTION_MEANINGS[match.policy],
         "policy": match.policy,
-        "territory": territory.upper() if territory else None,
-        "applies_in_territory": True if match.territories and territory else None,
+        "territory": territory,
+        "applies_in_territory": None,  # the work has no territories: its policy applies anywhere
         "reason": f"the upload matches '{match.title}' registered by {match.tenant} "
         f"with policy {match.policy}",
     }
+    if not match.territories:
+        return decision
+    territories = [t.upper() for t in match.territories]
+    covered = ", ".join(territories)
+    if territory is None:
+        decision["reason"] += (
+            f"; the work's rights cover {covered} and the upload's territory is unknown"
+        )
+    elif territory in territories:
+        decision["applies_in_territory"] = True
+        decision["reason"] += f" in {territory}, one of the work's territories ({covered})"
+    else:
+        decision.update(
+            action="none",
+            meaning=ACTION_MEANINGS["none"],
+            applies_in_territory=False,
+            reason=f"the upload matches '{match.title}' registered by {match.tenant}, but the "
+            f"work's rights cover {covered}, not the upload's territory {territory}",
+        )
+    return decision
 
 
-def evidence_for(match: Match) -> dict[str, Any]:
+# Matcher evidence keys that are distances between the upload's and the work's signals (lower is
+# closer), by signal: what a person checks "how strongly" with. Counts (inliers, votes) are not.
+DISTANCE_KEYS = {
+    "phash": "Hamming distance of 64-bit perceptual hashes",
+    "pdq": "Hamming distance of 256-bit PDQ hashes",
+    "dhash": "Hamming distance of 64-bit difference hashes",
+    "chromaprint_ber": "bit error rate of aligned Chromaprint items",
+}
+
+
+# ... and counts of agreeing features (higher is closer), for the signals that count.
+AGREEMENT_KEYS = {
+    "orb_inliers": "ORB keypoints that agree on one geometric transform",
+    "landmark_matches": "audio landmark hashes that agree on one time offset",
+}
+
+
+def _numbers(match: Match, keys: dict[str, str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key in keys:
+        value = match.evidence.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[key] = value
+    return out
+
+
+def signal_distances(match: Match) -> dict[str, float]:
+    """The distance per signal, where the matcher measured it."""
+    return _numbers(match, DISTANCE_KEYS)
+
+
+def evidence_for(match: Match, pictures: EvidenceAttachments | None = None) -> dict[str, Any]:
+    """What a person checks the decision by: distances, region or segments, pictures."""
     evidence: dict[str, Any] = {
         "media_type": match.media_type,
         "signal": match.signal,
-        "distance": match.distance,
         "score": match.score,
-        **match.evidence,
+        "distance": match.distance,
+        "signal_distances": signal_distances(match),
+        "signal_agreements": _numbers(match, AGREEMENT_KEYS),
     }
+    for key in ("region", "query_region"):
+        if isinstance(match.evidence.get(key), dict):
+            evidence[key] = match.evidence[key]
     if match.segments:
         evidence["segments"] = [s.model_dump() for s in match.segments]
         evidence["matched_seconds"] = round(
             sum(s.query_end - s.query_start for s in match.segments), 3
         )
+    if pictures is not None:
+        if pictures.upload_duration_s is not None:
+            evidence["upload_duration_s"] = pictures.upload_duration_s
+        evidence["pictures"] = pictures.references
+        if pictures.missing:
+            evidence["pictures_missing"] = pictures.missing
     return evidence
 
 
-def build_reports(result: UploadMatched, created_at: dict[str, datetime]) -> list[dict[str, Any]]:
-    """The unsigned reports for one match result; ``created_at`` maps report ids to their time."""
+@dataclass(frozen=True)
+class EvidenceAttachments:
+    """The stored pictures of one report, as the report names them (keys, sizes, sha256)."""
+
+    references: list[dict[str, Any]] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    upload_duration_s: float | None = None
+
+
+def build_reports(
+    result: UploadMatched,
+    created_at: dict[str, datetime],
+    attachments: dict[str, EvidenceAttachments] | None = None,
+) -> list[dict[str, Any]]:
+    """The unsigned reports for one match result; ``created_at`` maps report ids to their time,
+    ``attachments`` work ids to the pictures stored for that work's report."""
     ids = [report_id_for(result.upload_id, m.work_id) for m in result.matches]
     reports = []
     for match, report_id in zip(result.matches, ids, strict=True):
@@ -107,8 +191,17 @@ def build_reports(result: UploadMatched, created_at: dict[str, datetime]) -> lis
             },
             "matches": [match.model_dump(mode="json", exclude={"work_object"})],
             "decision": decision_for(match, result.metadata.territory),
-            "evidence": evidence_for(match),
-            "related_reports": [i for i in ids if i != report_id],
+            "evidence": evidence_for(match, (attachments or {}).get(match.work_id)),
+            "related_reports": [
+                {
+                    "report_id": other_id,
+                    "kind": kind_of(other),
+                    "work_id": other.work_id,
+                    "work_title": other.title,
+                }
+                for other, other_id in zip(result.matches, ids, strict=True)
+                if other_id != report_id
+            ],
         }
         if kind == "attribution":
             report["attribution"] = {

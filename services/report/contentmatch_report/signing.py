@@ -101,7 +101,10 @@ def verify_report(report: dict[str, Any], public_key_b64: str) -> None:
         raise VerificationError(f"unsupported signature algorithm {sig.get('algorithm')!r}")
     if sig.get("canonicalization") != CANONICALIZATION:
         raise VerificationError(f"unsupported canonicalization {sig.get('canonicalization')!r}")
-    public_key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key_b64))
+    try:
+        public_key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key_b64))
+    except ValueError as exc:  # binascii.Error is a ValueError too
+        raise VerificationError(f"not an Ed25519 public key: {exc}") from exc
     if sig.get("key_id") != key_id_of(public_key):
         raise VerificationError("signed with another key (key_id differs)")
     try:

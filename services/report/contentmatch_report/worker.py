@@ -7,7 +7,8 @@ from typing import Any
 
 from aiokafka import ConsumerRecord
 
-from contentmatch_report.builder import build_reports, report_id_for
+from contentmatch_report.builder import EvidenceAttachments, build_reports, report_id_for
+from contentmatch_report.evidence_pictures import EvidencePictureMaker
 from contentmatch_report.signing import ReportSigner
 from contentmatch_report.store import ReportStore, report_key
 from contentmatch_shared import metrics
@@ -17,13 +18,18 @@ from contentmatch_shared.topics import REPORTS_CREATED
 
 
 class ReportWriter:
-    """Handler. Idempotent: report ids derive from (upload, work); a replay keeps the first
-    ``created_at`` (read back from the stored report), so the same bytes and index keys result."""
+    """Handler: for each matched work, pictures → report → signature → S3 → ``reports.created``.
+
+    Idempotent: report ids derive from (upload, work) and a replay keeps the first ``created_at``
+    (read back from the stored report), so the same keys result and pictures are overwritten with
+    the same bytes. Pictures are stored before the report that names them, so a report in S3
+    never points at a picture that is not there yet."""
 
     def __init__(self, runtime: ServiceRuntime, reports: ReportStore, signer: ReportSigner) -> None:
         self._runtime = runtime
         self._reports = reports
         self._signer = signer
+        self._pictures = EvidencePictureMaker(runtime.store)
 
     async def __call__(self, envelope: Envelope[Any], record: ConsumerRecord) -> None:
         result = envelope.payload
@@ -35,7 +41,23 @@ class ReportWriter:
             report_id = report_id_for(result.upload_id, match.work_id)
             existing = await self._reports.get(report_id)
             created[report_id] = datetime.fromisoformat(existing["created_at"]) if existing else now
-        for report in build_reports(result, created):
+
+        attachments: dict[str, EvidenceAttachments] = {}
+        for work_id, made in (await self._pictures.for_result(result)).items():
+            report_id = report_id_for(result.upload_id, work_id)
+            references = []
+            for picture in made.pictures:
+                key = await self._reports.put_asset(
+                    report_id, picture.name, picture.data, picture.content_type
+                )
+                references.append(picture.reference(key))
+            attachments[work_id] = EvidenceAttachments(
+                references=references,
+                missing=made.missing,
+                upload_duration_s=made.upload_duration_s,
+            )
+
+        for report in build_reports(result, created, attachments):
             signed = self._signer.sign(report)
             await self._reports.put(signed)
             await self._runtime.producer.publish(
@@ -48,7 +70,7 @@ class ReportWriter:
                     platform_tenant=result.tenant,
                     work_tenants=[signed["work"]["tenant"]],
                     work_ids=[signed["work"]["work_id"]],
-                    bucket=self._runtime.settings.bucket_reports,
+                    bucket=self._reports.bucket,
                     key=report_key(signed["report_id"]),
                     created_at=created[signed["report_id"]],
                 ),

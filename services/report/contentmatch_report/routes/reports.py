@@ -1,9 +1,15 @@
-"""``/v1/reports``: enforcement teams, rightsholders, platforms and operators read reports."""
+"""``/v1/reports``: enforcement teams, rightsholders, platforms and operators read reports.
+
+Who sees what: operators everything; rightsholder and enforcement keys the reports about their
+tenant's works; platform keys the reports about their own uploads. Anything else is a 404, so a
+key cannot even learn that another tenant's report exists.
+"""
 
 from __future__ import annotations
 
 import binascii
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -11,31 +17,53 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from contentmatch_report.signing import ReportSigner
-from contentmatch_report.store import ReportStore
+from contentmatch_report.store import ReportStore, SummaryFilter
 from contentmatch_shared.auth import ApiKey, CurrentKey
 from contentmatch_shared.http import ApiError
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
 
-def _scope_for(api_key: ApiKey, work: str | None, platform: str | None) -> tuple[str, str]:
-    """The listing scope a key may read, narrowed by the ``work``/``platform`` filters."""
+@dataclass(frozen=True)
+class Listing:
+    """Which index a key's listing reads, and what it filters that the index does not."""
+
+    scope: str
+    scope_id: str
+    keep: SummaryFilter | None = None
+
+
+def _all_of(*tests: SummaryFilter | None) -> SummaryFilter | None:
+    active = [t for t in tests if t is not None]
+    if not active:
+        return None
+    return lambda summary: all(t(summary) for t in active)
+
+
+def listing_for(api_key: ApiKey, work: str | None, platform: str | None) -> Listing:
+    """The narrowest index the key may read for these filters (a work's index when a work is
+    named), with the tenant rule re-checked on every summary where that index is wider."""
+    by_platform: SummaryFilter | None = (
+        (lambda s: s.get("platform_tenant") == platform) if platform else None
+    )
+    by_work: SummaryFilter | None = (lambda s: s.get("work_id") == work) if work else None
     if api_key.role == "operator":
         if work:
-            return "work", work
+            return Listing("work", work, by_platform)
         if platform:
-            return "platform", platform
-        return "all", "_"
+            return Listing("platform", platform)
+        return Listing("all", "_")
     if api_key.role in ("enforcement", "rightsholder"):
-        if platform:
-            raise ApiError(400, "invalid_filter", "the platform filter is for operators")
-        return ("work", work) if work else ("tenant", api_key.tenant)
+        tenant = api_key.tenant
+        if work:
+            # The work's index holds one tenant's reports; another tenant's work lists empty.
+            mine: SummaryFilter = lambda s: s.get("work_tenant") == tenant  # noqa: E731
+            return Listing("work", work, _all_of(mine, by_platform))
+        return Listing("tenant", tenant, by_platform)
     if api_key.role == "platform":
         if platform and platform != api_key.tenant:
             raise ApiError(404, "not_found", "no such platform for this key")
-        if work:
-            raise ApiError(400, "invalid_filter", "the work filter is not for platform keys")
-        return "platform", api_key.tenant
+        return Listing("platform", api_key.tenant, by_work)
     raise ApiError(403, "forbidden", "this key cannot read reports")
 
 
@@ -55,6 +83,19 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment
 
 
+async def _readable_report(
+    request: Request, api_key: ApiKey, report_id: str
+) -> tuple[bytes, dict[str, Any]]:
+    reports: ReportStore = request.app.state.reports
+    data = await reports.get_bytes(report_id) if report_id.startswith("rep_") else None
+    if data is None:
+        raise ApiError(404, "not_found", f"no report {report_id}")
+    report = json.loads(data)
+    if not may_read(api_key, report):
+        raise ApiError(404, "not_found", f"no report {report_id}")
+    return data, report
+
+
 @router.get("", operation_id="list_reports")
 async def list_reports(
     request: Request,
@@ -67,23 +108,24 @@ async def list_reports(
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
-    scope, scope_id = _scope_for(api_key, work, platform)
+    """Oldest first; ``since`` inclusive, ``until`` exclusive. Follow ``next_cursor`` until it is
+    null: reports created while paging appear on later pages, none is skipped or repeated."""
+    listing = listing_for(api_key, work, platform)
     reports: ReportStore = request.app.state.reports
     try:
         summaries, next_cursor = await reports.list(
-            scope,
-            scope_id,
+            listing.scope,
+            listing.scope_id,
             kind,
             since=_aware(since),
             until=_aware(until),
             cursor=cursor,
             limit=limit,
+            keep=listing.keep,
         )
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise ApiError(400, "invalid_cursor", "the cursor is not one this API returned") from exc
-    if scope == "work" and api_key.role != "operator":
-        # The work filter must not reveal another tenant's reports.
-        summaries = [s for s in summaries if s.get("work_tenant") == api_key.tenant]
+        message = "the cursor is not one this listing returned"
+        raise ApiError(400, "invalid_cursor", message) from exc
     return {"reports": summaries, "next_cursor": next_cursor}
 
 
@@ -101,17 +143,41 @@ async def get_report(
     api_key: CurrentKey,
     format: Literal["json", "html"] = "json",
 ) -> Response:
-    reports: ReportStore = request.app.state.reports
-    data = await reports.get_bytes(report_id)
-    if data is None:
-        raise ApiError(404, "not_found", f"no report {report_id}")
-    report = json.loads(data)
-    if not may_read(api_key, report):
-        raise ApiError(404, "not_found", f"no report {report_id}")
+    data, report = await _readable_report(request, api_key, report_id)
     if format == "html":
         from contentmatch_report.html import render_report
 
+        reports: ReportStore = request.app.state.reports
         signer: ReportSigner = request.app.state.signer
-        return HTMLResponse(render_report(report, signer))
+        pictures = {
+            ref["name"]: await reports.get_asset(report_id, ref["name"])
+            for ref in report.get("evidence", {}).get("pictures", [])
+        }
+        page = render_report(report, signer, pictures)
+        return HTMLResponse(page, headers={"Content-Security-Policy": _PAGE_POLICY})
     # The stored bytes, unchanged: what was signed is what is served.
     return Response(content=data, media_type="application/json")
+
+
+# The page is self-contained (pictures inlined as data: URIs, styles inline): nothing else loads.
+_PAGE_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+
+@router.get("/{report_id}/assets/{name}", operation_id="get_report_asset", response_model=None)
+async def get_report_asset(
+    report_id: str, name: str, request: Request, api_key: CurrentKey
+) -> Response:
+    """A picture named in the report's evidence (its sha256 is in the signed report)."""
+    _, report = await _readable_report(request, api_key, report_id)
+    named = {p["name"]: p for p in report.get("evidence", {}).get("pictures", [])}
+    if name not in named:
+        raise ApiError(404, "not_found", f"report {report_id} has no picture {name}")
+    reports: ReportStore = request.app.state.reports
+    data = await reports.get_asset(report_id, name)
+    if data is None:
+        raise ApiError(404, "not_found", f"the picture {name} is no longer stored")
+    return Response(
+        content=data,
+        media_type=named[name]["content_type"],
+        headers={"Cache-Control": "private, max-age=86400"},
+    )

@@ -10,10 +10,12 @@ import json
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from fastapi import Request
+from fastapi import Request, Response
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
+from contentmatch_ingest.records import RecordStore
+from contentmatch_shared.events import ObjectRef
 from contentmatch_shared.http import ApiError
 from contentmatch_shared.media import SNIFF_BYTES, Sniffed, sniff
 from contentmatch_shared.storage import HashingReader, ObjectStore, ObjectTooLarge
@@ -93,16 +95,67 @@ async def store_file(
         raise ApiError(413, "payload_too_large", f"the file is {exc}") from exc
 
 
-def idempotency_digest(request: Request, route: str, tenant: str) -> str | None:
-    key = request.headers.get("idempotency-key")
-    if key is None:
-        return None
-    if not 1 <= len(key) <= 255:
-        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 characters")
-    return hashlib.sha256(f"{tenant}\x00{route}\x00{key}".encode()).hexdigest()
+@dataclass
+class IdempotencyGuard:
+    """``Idempotency-Key`` for one POST: replays the first response, refuses a different request.
+
+    "The same request" is judged on the metadata and filename, known before the file is stored,
+    so a replay never stores the bytes twice.
+    """
+
+    records: RecordStore
+    tenant: str
+    digest: str | None
+    request_hash: str
+
+    @classmethod
+    def for_request(
+        cls, request: Request, records: RecordStore, route: str, tenant: str, form: ParsedForm,
+        metadata: BaseModel,
+    ) -> IdempotencyGuard:  # fmt: skip
+        key = request.headers.get("idempotency-key")
+        digest = None
+        if key is not None:
+            if not 1 <= len(key) <= 255:
+                raise ApiError(
+                    400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 characters"
+                )
+            digest = hashlib.sha256(f"{tenant}\x00{route}\x00{key}".encode()).hexdigest()
+        body = {"metadata": metadata.model_dump(mode="json"), "filename": form.file.filename}
+        request_hash = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        return cls(records, tenant, digest, request_hash)
+
+    async def replay(self, response: Response) -> dict[str, Any] | None:
+        if not self.digest:
+            return None
+        prior = await self.records.idempotent_response(self.tenant, self.digest)
+        if prior is None:
+            return None
+        if prior["request"] != self.request_hash:
+            raise ApiError(
+                409, "idempotency_key_reused", "Idempotency-Key was used for another request"
+            )
+        response.headers["Idempotent-Replayed"] = "true"
+        return dict(prior["response"])
+
+    async def remember(self, body: dict[str, Any]) -> None:
+        if self.digest:
+            await self.records.remember_response(
+                self.tenant, self.digest, {"request": self.request_hash, "response": body}
+            )
 
 
-def request_fingerprint(metadata: BaseModel, filename: str | None) -> str:
-    """What identifies "the same request" for an Idempotency-Key, known before storing the file."""
-    body: dict[str, Any] = {"metadata": metadata.model_dump(mode="json"), "filename": filename}
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+async def store_media(request: Request, form: ParsedForm, key: str) -> tuple[Sniffed, ObjectRef]:
+    """Sniff the file, stream it to the media bucket, and describe what was stored."""
+    state = request.app.state
+    store: ObjectStore = state.store
+    sniffed = await sniff_upload(form.file)
+    stored = await store_file(store, key, form.file, sniffed, state.settings.max_upload_bytes)
+    ref = ObjectRef(
+        bucket=store.settings.bucket_media,
+        key=key,
+        size=stored.size,
+        sha256=stored.sha256,
+        content_type=sniffed.content_type,
+    )
+    return sniffed, ref

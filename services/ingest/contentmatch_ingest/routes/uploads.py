@@ -9,19 +9,16 @@ from pydantic import BaseModel
 
 from contentmatch_ingest.records import RecordStore
 from contentmatch_ingest.submissions import (
-    idempotency_digest,
+    IdempotencyGuard,
     parse_form,
     parse_metadata,
-    request_fingerprint,
-    sniff_upload,
-    store_file,
+    store_media,
 )
 from contentmatch_shared import metrics
 from contentmatch_shared.auth import CurrentKey, require_role
 from contentmatch_shared.events import (
     Match,
     MediaType,
-    ObjectRef,
     UploadMetadata,
     UploadSubmitted,
     new_id,
@@ -29,7 +26,6 @@ from contentmatch_shared.events import (
 )
 from contentmatch_shared.http import ApiError
 from contentmatch_shared.kafka.producer import EventProducer
-from contentmatch_shared.storage import ObjectStore
 from contentmatch_shared.topics import UPLOADS_SUBMITTED
 
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
@@ -71,32 +67,19 @@ async def submit_upload(request: Request, response: Response, api_key: CurrentKe
     form = await parse_form(request)
     metadata = parse_metadata(form.metadata_raw, UploadMetadata, required=False)
 
-    digest = idempotency_digest(request, "uploads", api_key.tenant)
-    fingerprint = request_fingerprint(metadata, form.file.filename)
-    if digest and (prior := await records.idempotent_response(api_key.tenant, digest)):
-        if prior["request"] != fingerprint:
-            raise ApiError(
-                409, "idempotency_key_reused", "Idempotency-Key was used for another request"
-            )
-        response.headers["Idempotent-Replayed"] = "true"
-        return prior["response"]
+    guard = IdempotencyGuard.for_request(
+        request, records, "uploads", api_key.tenant, form, metadata
+    )
+    if (prior := await guard.replay(response)) is not None:
+        return prior
 
-    sniffed = await sniff_upload(form.file)
     upload_id = new_id("upl")
-    store: ObjectStore = state.store
-    key = f"uploads/{api_key.tenant}/{upload_id}"
-    stored = await store_file(store, key, form.file, sniffed, state.settings.max_upload_bytes)
+    sniffed, ref = await store_media(request, form, f"uploads/{api_key.tenant}/{upload_id}")
     event = UploadSubmitted(
         upload_id=upload_id,
         tenant=api_key.tenant,
         media_type=sniffed.media_type,
-        object=ObjectRef(
-            bucket=store.settings.bucket_media,
-            key=key,
-            size=stored.size,
-            sha256=stored.sha256,
-            content_type=sniffed.content_type,
-        ),
+        object=ref,
         metadata=metadata,
         submitted_at=utcnow(),
     )
@@ -105,10 +88,7 @@ async def submit_upload(request: Request, response: Response, api_key: CurrentKe
     await producer.publish(UPLOADS_SUBMITTED, upload_id, event, correlation_id=upload_id)
     metrics.UPLOADS_RECEIVED.labels(sniffed.media_type).inc()
     body = UploadAccepted(upload_id=upload_id).model_dump()
-    if digest:
-        await records.remember_response(
-            api_key.tenant, digest, {"request": fingerprint, "response": body}
-        )
+    await guard.remember(body)
     return body
 
 

@@ -9,19 +9,16 @@ from pydantic import BaseModel
 
 from contentmatch_ingest.records import RecordStore
 from contentmatch_ingest.submissions import (
-    idempotency_digest,
+    IdempotencyGuard,
     parse_form,
     parse_metadata,
-    request_fingerprint,
-    sniff_upload,
-    store_file,
+    store_media,
 )
 from contentmatch_shared import metrics
 from contentmatch_shared.auth import CurrentKey, require_role
 from contentmatch_shared.events import (
     AISystem,
     MediaType,
-    ObjectRef,
     WorkKind,
     WorkMetadata,
     WorkSubmitted,
@@ -30,7 +27,6 @@ from contentmatch_shared.events import (
 )
 from contentmatch_shared.http import ApiError
 from contentmatch_shared.kafka.producer import EventProducer
-from contentmatch_shared.storage import ObjectStore
 from contentmatch_shared.topics import WORKS_SUBMITTED
 
 router = APIRouter(prefix="/v1/works", tags=["works"])
@@ -70,32 +66,17 @@ async def register_work(request: Request, response: Response, api_key: CurrentKe
         raise ApiError(422, "invalid_metadata", "ai_system is required when kind is ai_output")
     metadata.territories = [t.upper() for t in metadata.territories]
 
-    digest = idempotency_digest(request, "works", api_key.tenant)
-    fingerprint = request_fingerprint(metadata, form.file.filename)
-    if digest and (prior := await records.idempotent_response(api_key.tenant, digest)):
-        if prior["request"] != fingerprint:
-            raise ApiError(
-                409, "idempotency_key_reused", "Idempotency-Key was used for another request"
-            )
-        response.headers["Idempotent-Replayed"] = "true"
-        return prior["response"]
+    guard = IdempotencyGuard.for_request(request, records, "works", api_key.tenant, form, metadata)
+    if (prior := await guard.replay(response)) is not None:
+        return prior
 
-    sniffed = await sniff_upload(form.file)
     work_id = new_id("wrk")
-    store: ObjectStore = state.store
-    key = f"works/{work_id}"
-    stored = await store_file(store, key, form.file, sniffed, state.settings.max_upload_bytes)
+    sniffed, ref = await store_media(request, form, f"works/{work_id}")
     event = WorkSubmitted(
         work_id=work_id,
         tenant=api_key.tenant,
         media_type=sniffed.media_type,
-        object=ObjectRef(
-            bucket=store.settings.bucket_media,
-            key=key,
-            size=stored.size,
-            sha256=stored.sha256,
-            content_type=sniffed.content_type,
-        ),
+        object=ref,
         metadata=metadata,
         submitted_at=utcnow(),
     )
@@ -104,10 +85,7 @@ async def register_work(request: Request, response: Response, api_key: CurrentKe
     await producer.publish(WORKS_SUBMITTED, work_id, event, correlation_id=work_id)
     metrics.WORKS_RECEIVED.labels(sniffed.media_type, metadata.kind).inc()
     body = WorkAccepted(work_id=work_id).model_dump()
-    if digest:
-        await records.remember_response(
-            api_key.tenant, digest, {"request": fingerprint, "response": body}
-        )
+    await guard.remember(body)
     return body
 
 

@@ -51,5 +51,5 @@ async def test_json_missing_and_listing_pages(store: ObjectStore) -> None:
 
 async def test_wrong_credentials_are_refused(isolated: Settings) -> None:
     intruder = ObjectStore(isolated.model_copy(update={"s3_secret_key": "wrong-secret"}))
-    with pytest.raises(Exception, match="SignatureDoesNotMatch|AccessDenied"):
+    with pytest.raises(Exception, match=r"SignatureDoesNotMatch|AccessDenied"):
         await intruder.ensure_buckets()

@@ -1,0 +1,80 @@
+"""The match index as derived state: rebuilt from the compacted registry topic, tombstones too."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaProducer
+
+from contentmatch_fingerprint.signals.image import fingerprint_image
+from contentmatch_match.catalog import WorkCatalog
+from contentmatch_match.registry import RegistryFollower
+from contentmatch_shared.events import (
+    ObjectRef,
+    WorkFingerprinted,
+    WorkMetadata,
+    encode_event,
+    make_envelope,
+    utcnow,
+)
+from contentmatch_shared.settings import Settings
+from contentmatch_shared.topics import WORKS_REGISTRY
+from tests.fixtures.images import make_image, to_bytes
+
+
+def _entry(work_id: str, seed: int, title: str) -> bytes:
+    event = WorkFingerprinted(
+        work_id=work_id,
+        tenant="label",
+        media_type="image",
+        object=ObjectRef(bucket="b", key=f"works/{work_id}"),
+        metadata=WorkMetadata(title=title, policy="block"),
+        fingerprint=fingerprint_image(to_bytes(make_image(seed, size=(320, 240)), "PNG")),
+        fingerprinted_at=utcnow(),
+    )
+    return encode_event(make_envelope(event, producer="test", correlation_id=work_id))
+
+
+async def _follow(settings: Settings) -> tuple[WorkCatalog, RegistryFollower, asyncio.Task[None]]:
+    catalog = WorkCatalog()
+    follower = RegistryFollower(settings, catalog)
+    await follower.start()
+    task = asyncio.create_task(follower.run())
+    deadline = asyncio.get_running_loop().time() + 30
+    while not follower.caught_up:
+        assert asyncio.get_running_loop().time() < deadline, "follower never caught up"
+        await asyncio.sleep(0.05)
+    return catalog, follower, task
+
+
+async def test_a_new_follower_rebuilds_the_latest_state_of_every_work(isolated: Settings) -> None:
+    topic = isolated.topic(WORKS_REGISTRY.name)
+    producer = AIOKafkaProducer(bootstrap_servers=isolated.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, _entry("wrk_a", 1, "A v1"), key=b"wrk_a")
+        await producer.send_and_wait(topic, _entry("wrk_b", 2, "B"), key=b"wrk_b")
+        await producer.send_and_wait(topic, _entry("wrk_c", 3, "C"), key=b"wrk_c")
+        await producer.send_and_wait(topic, _entry("wrk_a", 1, "A v2"), key=b"wrk_a")
+        await producer.send_and_wait(topic, None, key=b"wrk_c")  # tombstone: withdrawn
+        await producer.send_and_wait(topic, b"not an envelope", key=b"wrk_x")
+
+        catalog, follower, task = await _follow(isolated)
+        assert len(catalog) == 2
+        assert catalog.get("wrk_a").metadata.title == "A v2"  # type: ignore[union-attr]
+        assert catalog.get("wrk_c") is None
+        assert follower.skipped == 1
+        assert len(catalog.indexes["image"]) == 2
+        query = fingerprint_image(to_bytes(make_image(2, size=(320, 240)), "JPEG", quality=60))
+        assert [m.work_id for m in catalog.search("image", query)] == ["wrk_b"]
+        withdrawn = fingerprint_image(to_bytes(make_image(3, size=(320, 240)), "PNG"))
+        assert catalog.search("image", withdrawn) == []
+
+        # It keeps following: a later registration is applied, and waiting for it works.
+        await producer.send_and_wait(topic, _entry("wrk_d", 4, "D"), key=b"wrk_d")
+        assert await follower.wait_until_current(timeout_s=10)
+        assert catalog.get("wrk_d") is not None
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await producer.stop()

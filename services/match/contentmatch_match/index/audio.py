@@ -73,6 +73,8 @@ LM_SCORE_HALF = 20.0  # score = m / (m + LM_SCORE_HALF): 0.33 at the threshold, 
 LM_KEY_CAP_FACTOR = 60
 LM_KEY_CAP_MIN = 1000
 LM_TEMPO_SLACK = 0.05  # time-scale tolerance when grouping landmark votes into one segment
+LM_TIE_COUNT_RATIO = 0.6  # repeats of a loop: a runner-up alignment with >= 0.6 x the votes ...
+LM_TIE_BER_MARGIN = 0.03  # ... and a Chromaprint BER this much lower wins (_tie_break_repeats)
 
 # Item geometry of Chromaprint's default algorithm at 11025 Hz.
 CP_DEFAULT_RATE = 11025 / 1365
@@ -517,20 +519,75 @@ class AudioIndex:
                 ref_end=round(re, 3),
             )
             score = n / (n + LM_SCORE_HALF)
-            matches.append(
-                _Match(
-                    slot.work_id,
-                    "landmarks",
-                    score,
-                    1.0 - score,
-                    [seg],
-                    {"landmark_matches": n, "landmark_density": round(n / max(1, n_in_span), 3)},
-                )
-            )
-        return matches
+            evidence: dict[str, object] = {
+                "landmark_matches": n,
+                "landmark_density": round(n / max(1, n_in_span), 3),
+            }
+            ber = self._ber_at(q, slot, off / LM_FRAME_RATE, scale, qs, qe)
+            if ber is not None:
+                evidence["chromaprint_ber"] = round(ber, 4)
+            matches.append(_Match(slot.work_id, "landmarks", score, 1.0 - score, [seg], evidence))
+        return _tie_break_repeats(matches)
+
+    def _ber_at(
+        self, q: _Query, slot: _Slot, off_s: float, scale: float, qs: float, qe: float
+    ) -> float | None:
+        """Chromaprint bit error rate of the query over [qs, qe] s at the alignment
+        ``t_ref = off_s + scale * t_query`` (best of +-1 item), or None if too little overlaps."""
+        rate = q.item_rate
+        j = np.arange(max(0, int(qs * rate)), min(len(q.items), int(qe * rate) + 1))
+        if len(j) < CP_MIN_SEG_ITEMS or slot.cp_len == 0:
+            return None
+        ref = self._arena[slot.cp_start : slot.cp_start + slot.cp_len]
+        best = None
+        for d in (-1, 0, 1):
+            r = np.rint(off_s * slot.item_rate + scale * j + d).astype(np.int64)
+            ok = (r >= 0) & (r < len(ref))
+            if ok.sum() < CP_MIN_SEG_ITEMS:
+                continue
+            ber = float(_popcount(q.items[j[ok]] ^ ref[r[ok]]).mean()) / 32.0
+            best = ber if best is None else min(best, ber)
+        return best
 
 
 # ------------------------------------------------------------------------------------ helpers
+
+
+def _tie_break_repeats(matches: list[_Match]) -> list[_Match]:
+    """Looping music: one query span can align with several repeats inside the same work, and the
+    landmark counts of a loose repeat and of the true place are often close (telephone, echo).
+    Among landmark matches of one work whose query spans overlap, one whose landmark count is
+    within ``LM_TIE_COUNT_RATIO`` of the leader's and whose Chromaprint BER at its alignment is
+    at least ``LM_TIE_BER_MARGIN`` lower takes the lead (its score is raised just above)."""
+    by_work: dict[str, list[_Match]] = {}
+    for m in matches:
+        by_work.setdefault(m.work_id, []).append(m)
+    for ms in by_work.values():
+        if len(ms) < 2:
+            continue
+        ms.sort(key=lambda m: -m.score)
+        lead = ms[0]
+        lead_ber = lead.evidence.get("chromaprint_ber")
+        best = None
+        for m in ms[1:]:
+            ber = m.evidence.get("chromaprint_ber")
+            if (
+                ber is None
+                or _overlap(m.segments[0], lead.segments[0]) <= 0
+                or int(m.evidence["landmark_matches"])
+                < LM_TIE_COUNT_RATIO * int(lead.evidence["landmark_matches"])
+            ):
+                continue
+            clearly_better = lead_ber is None or float(ber) <= float(lead_ber) - LM_TIE_BER_MARGIN
+            if clearly_better and (
+                best is None or float(ber) < float(best.evidence["chromaprint_ber"])
+            ):
+                best = m
+        if best is not None:
+            best.evidence["tie_break"] = "chromaprint_ber"
+            best.score = min(1.0, lead.score + 1e-3)
+            best.distance = 1.0 - best.score
+    return matches
 
 
 def _top_buckets(

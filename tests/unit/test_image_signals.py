@@ -42,12 +42,20 @@ def _png_header_only(width: int, height: int) -> bytes:
     """A PNG that declares width x height but carries (almost) no data: a bomb's header."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(
-            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_fingerprint_shape_and_payload(fp, img):
@@ -89,7 +97,9 @@ def test_unrelated_images_hash_far(fp):
 def test_mirror_variant_matches_original(fp, img):
     q = fingerprint_image(to_bytes(ImageOps.mirror(img)))
     assert _ham(q.extra["variants"]["phash_mirror"], fp.hashes["phash"]) <= 4
-    assert min(_ham(h, fp.hashes["pdq"]) for h in q.extra["variants"]["pdq_dihedral"].split(",")) <= 31
+    assert (
+        min(_ham(h, fp.hashes["pdq"]) for h in q.extra["variants"]["pdq_dihedral"].split(",")) <= 31
+    )
 
 
 def test_border_is_trimmed(fp, img):

@@ -26,6 +26,7 @@ A typical payload is 20-25 KB of JSON, dominated by the ORB descriptors (500 x 3
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import warnings
 from struct import error as struct_error
@@ -34,9 +35,10 @@ import cv2
 import imagehash
 import numpy as np
 import pdqhash
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
 from contentmatch_shared.errors import MediaError
 from contentmatch_shared.fingerprints import ImageFingerprint
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 MAX_PIXELS = 80_000_000  # decompression-bomb guard: refuse more than 80 megapixels
 MIN_SIDE = 16  # smaller images carry no usable signal
@@ -44,6 +46,8 @@ WORK_SIDE = 1024  # decode/reduce to at most this many px on the longest side
 PDQ_SIDE = 512  # PDQ's reference implementation hashes a <= 512 px copy
 ORB_SIDE = 640  # local features are extracted on a copy this long on its longest side
 ORB_FEATURES = 500  # keypoints kept per image (descriptor payload = 32 B each)
+ORB_DETECT = 2000  # candidates detected before spreading them over the image
+ORB_GRID = 4  # 4 x 4 cells, ORB_FEATURES // 16 strongest per cell first
 TRIM_MIN_FRACTION = 0.03  # a border thinner than 3 % of a side is not trimmed
 
 # Pillow's own guard raises DecompressionBombError at 2x this; we refuse above it ourselves.
@@ -58,7 +62,7 @@ def _get_orb():
     if _orb is None:
         cv2.setNumThreads(1)  # the process pool gives parallelism; avoid oversubscription
         _orb = cv2.ORB_create(
-            nfeatures=ORB_FEATURES,
+            nfeatures=ORB_DETECT,
             scaleFactor=1.2,
             nlevels=8,
             edgeThreshold=19,
@@ -95,10 +99,8 @@ def decode_image(data: bytes, max_side: int = WORK_SIDE) -> tuple[Image.Image, i
             if getattr(im, "n_frames", 1) > 1:
                 im.seek(0)
             orientation = 1
-            try:
+            with contextlib.suppress(Exception):  # a broken EXIF block is not fatal
                 orientation = int(im.getexif().get(0x0112, 1) or 1)
-            except Exception:
-                pass
             if im.format == "JPEG":
                 # Decode at 1/2, 1/4 or 1/8 scale in the DCT domain when the image is large.
                 mode = "RGB" if im.mode in ("RGB", "YCbCr", "L") else im.mode
@@ -187,11 +189,12 @@ def _pdq(rgb: Image.Image) -> tuple[str, int]:
     return _hex_bits(bits), int(quality)
 
 
-def _pdq_dihedral(rgb: Image.Image) -> list[str]:
-    hashes, _q = pdqhash.compute_dihedral(
+def _pdq_dihedral(rgb: Image.Image) -> tuple[list[str], int]:
+    """The 8 PDQ hashes (original first, then rotations/mirrors) and the quality."""
+    hashes, quality = pdqhash.compute_dihedral(
         np.ascontiguousarray(np.asarray(_resize_max(rgb, PDQ_SIDE)))
     )
-    return [_hex_bits(b) for b in hashes]
+    return [_hex_bits(b) for b in hashes], int(quality)
 
 
 def find_trim_box(rgb: Image.Image, tol: float = 10.0) -> tuple[int, int, int, int] | None:
@@ -200,7 +203,7 @@ def find_trim_box(rgb: Image.Image, tol: float = 10.0) -> tuple[int, int, int, i
     A border row/column is one whose pixels all lie within ``tol`` of the corner colour
     (per channel, on a small copy). Borders thinner than ``TRIM_MIN_FRACTION`` are ignored.
     """
-    small = _resize_max(rgb, 256)
+    small = _resize_max(rgb, 160)
     a = np.asarray(small, dtype=np.int16)
     sh, sw = a.shape[:2]
     corners = [a[0, 0], a[0, -1], a[-1, 0], a[-1, -1]]
@@ -225,15 +228,43 @@ def find_trim_box(rgb: Image.Image, tol: float = 10.0) -> tuple[int, int, int, i
         return None
     fx, fy = rgb.size[0] / sw, rgb.size[1] / sh
     # Trim one extra small-pixel inwards to drop the anti-aliased edge.
-    l = (left + (1 if left else 0)) * fx
-    t = (top + (1 if top else 0)) * fy
-    r = rgb.size[0] - (right + (1 if right else 0)) * fx
-    b = rgb.size[1] - (bottom + (1 if bottom else 0)) * fy
-    return (int(round(l)), int(round(t)), int(round(r)), int(round(b)))
+    x0 = (left + (1 if left else 0)) * fx
+    y0 = (top + (1 if top else 0)) * fy
+    x1 = rgb.size[0] - (right + (1 if right else 0)) * fx
+    y1 = rgb.size[1] - (bottom + (1 if bottom else 0)) * fy
+    return (round(x0), round(y0), round(x1), round(y1))
 
 
 # ---------------------------------------------------------------------------------------------
 # Local features
+
+
+def _spread(kps: list, shape: tuple[int, int], n: int, grid: int = ORB_GRID) -> list:
+    """Keep ``n`` keypoints spread over a grid x grid partition of the image: the strongest ones
+    of every cell first (so that a caption, a logo or one busy corner cannot take them all),
+    then the strongest of the rest."""
+    if len(kps) <= n:
+        return kps
+    h, w = shape
+    resp = np.array([k.response for k in kps])
+    cell = np.array(
+        [
+            min(int(k.pt[1] * grid / h), grid - 1) * grid + min(int(k.pt[0] * grid / w), grid - 1)
+            for k in kps
+        ]
+    )
+    order = np.lexsort((-resp, cell))
+    rank = np.empty(len(kps), dtype=np.int64)
+    sorted_cells = cell[order]
+    starts = np.searchsorted(sorted_cells, sorted_cells, side="left")
+    rank[order] = np.arange(len(kps)) - starts
+    per_cell = max(1, n // (grid * grid))
+    chosen = rank < per_cell
+    rest = np.flatnonzero(~chosen)
+    extra = n - int(chosen.sum())
+    if extra > 0:
+        chosen[rest[np.argsort(-resp[rest])[:extra]]] = True
+    return [k for k, c in zip(kps, chosen, strict=True) if c]
 
 
 def orb_features(rgb: Image.Image, nfeatures: int = ORB_FEATURES) -> dict | None:
@@ -241,13 +272,11 @@ def orb_features(rgb: Image.Image, nfeatures: int = ORB_FEATURES) -> dict | None
     small = _resize_max(rgb, ORB_SIDE)
     gray = np.asarray(small.convert("L"))
     orb = _get_orb()
-    if nfeatures != ORB_FEATURES:
-        orb.setMaxFeatures(nfeatures)
-    try:
-        kps, desc = orb.detectAndCompute(gray, None)
-    finally:
-        if nfeatures != ORB_FEATURES:
-            orb.setMaxFeatures(ORB_FEATURES)
+    kps = list(orb.detect(gray, None))
+    kps = _spread(kps, gray.shape, nfeatures)
+    if not kps:
+        return None
+    kps, desc = orb.compute(gray, kps)
     if desc is None or len(kps) == 0:
         return None
     h, w = gray.shape
@@ -298,7 +327,8 @@ class ImageHasher:
         # pHash/dHash on a <= 512 px copy: imagehash downsizes to 32x32 / 9x8 anyway.
         hsmall = _resize_max(rgb, PDQ_SIDE)
         mirrored = hsmall.transpose(Image.FLIP_LEFT_RIGHT)
-        pdq_hex, quality = _pdq(hsmall)
+        dihedral, quality = _pdq_dihedral(hsmall)
+        pdq_hex = dihedral[0]
         hashes = {
             "phash": _ihash_hex(imagehash.phash(hsmall)),
             "dhash": _ihash_hex(imagehash.dhash(hsmall)),
@@ -307,7 +337,7 @@ class ImageHasher:
         variants: dict[str, object] = {
             "phash_mirror": _ihash_hex(imagehash.phash(mirrored)),
             "dhash_mirror": _ihash_hex(imagehash.dhash(mirrored)),
-            "pdq_dihedral": ",".join(_pdq_dihedral(hsmall)),
+            "pdq_dihedral": ",".join(dihedral),
         }
         box = find_trim_box(rgb)
         if box is not None:

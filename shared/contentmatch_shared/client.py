@@ -97,15 +97,34 @@ class ContentMatchClient:
     def upload(self, upload_id: str) -> dict[str, Any]:
         return dict(self._call("GET", f"{self.endpoints.ingest}/v1/uploads/{upload_id}"))
 
-    def wait_upload(self, upload_id: str, timeout_s: float = 120) -> dict[str, Any]:
-        """Until the upload is final: no_match/failed, or matched with all its reports written."""
+    def wait_upload(
+        self, upload_id: str, timeout_s: float = 120, *, published_directly: bool = False
+    ) -> dict[str, Any]:
+        """Until the upload is final: no_match/failed, or matched with all its reports written.
+
+        An upload published straight to Kafka is unknown to the API (404) until ingest has
+        read its event; ``published_directly`` waits through that instead of failing.
+        """
 
         def done(u: dict[str, Any]) -> bool:
+            if u["status"] == "unknown":
+                return False
             if u["status"] in ("no_match", "failed"):
                 return True
             return u["status"] == "matched" and len(u.get("reports", [])) >= len(u["matches"])
 
-        return self._wait(lambda: self.upload(upload_id), done, timeout_s)
+        def fetch() -> dict[str, Any]:
+            try:
+                return self.upload(upload_id)
+            except ApiFailure as exc:
+                if published_directly and exc.status == 404:
+                    return {"status": "unknown"}
+                raise
+
+        upload = self._wait(fetch, done, timeout_s)
+        if upload["status"] == "unknown":
+            raise TimeoutError(f"upload {upload_id} never became visible")
+        return upload
 
     # -- reports ------------------------------------------------------------------------------
     def reports(self, **params: Any) -> dict[str, Any]:

@@ -35,7 +35,7 @@ def test_platform_publishing_straight_to_kafka_gets_the_same_result(
     upload_id = asyncio.run(
         publish_file_async(str(path), tenant="tube", external_id="direct-1", settings=settings)
     )
-    upload = tenants.tube.wait_upload(upload_id)
+    upload = tenants.tube.wait_upload(upload_id, published_directly=True)
     assert upload["status"] == "matched", upload
     assert upload["matches"][0]["work_id"] == work_id
     assert upload["external_id"] == "direct-1"

@@ -88,7 +88,7 @@ def run_pipeline(stack: Stack) -> dict[str, str]:
         for seed, name in zip(SEEDS, COPY_TRANSFORMS, strict=True):
             data, ext = transform_bytes(make_image(seed), name, seed=seed)
             uploads.append(platform.submit_upload(data, f"copy{seed}.{ext}"))
-        for seed in range(7101, 7101 + N_STRANGERS):
+        for seed in range(7901, 7901 + N_STRANGERS):
             data = to_bytes(make_image(seed), "JPEG", quality=85)
             uploads.append(platform.submit_upload(data, f"stranger{seed}.jpg"))
         return {u: platform.wait_upload(u)["status"] for u in uploads}

@@ -107,6 +107,26 @@ def test_mashup_gives_both_works_with_their_segments(corpus, index):
     _assert_segment(sb[0], 11.75, 23.5, 20.25, 32.0)
 
 
+def test_mashup_second_work_does_not_start_inside_the_first(tmp_path):
+    """The e2e mashup (tests/e2e/test_audio_reports.py): 16 s of A from 6 s, then 16 s of B from
+    12 s, 0.5 s crossfade. A stray landmark hash agreeing with B's alignment 4 s inside A's part
+    used to stretch B's segment back to ~11.3 s of the upload."""
+    seeds, track_s = (8101, 8102, 8103), 36.0
+    tracks = {seed: make_track(seed, track_s, SR) for seed in seeds}
+    idx = AudioIndex()
+    for seed, x in tracks.items():
+        idx.add(f"work-{seed}", _fp(tmp_path, x, f"track{seed}.wav"))
+    q = mashup(
+        excerpt(tracks[8101], SR, 6.0, 16.0), excerpt(tracks[8102], SR, 12.0, 16.0), SR, 0.5
+    )  # b's first sample at 15.5 s, joint at 15.75 s
+    by = {h.work_id: h for h in idx.search(_fp(tmp_path, q))}
+    assert set(by) == {"work-8101", "work-8102"}
+    (sa,) = by["work-8101"].segments
+    (sb,) = by["work-8102"].segments
+    _assert_segment(sa, 0.0, 15.75, 6.0, 21.75)
+    _assert_segment(sb, 15.75, 31.5, 12.25, 28.0)
+
+
 @pytest.mark.parametrize(
     "degrade",
     [

@@ -75,6 +75,8 @@ LM_KEY_CAP_MIN = 1000
 LM_TEMPO_SLACK = 0.05  # time-scale tolerance when grouping landmark votes into one segment
 LM_TIE_COUNT_RATIO = 0.6  # repeats of a loop: a runner-up alignment with >= 0.6 x the votes ...
 LM_TIE_BER_MARGIN = 0.03  # ... and a Chromaprint BER this much lower wins (_tie_break_repeats)
+LM_EDGE_GAP_S = 2.0  # a few agreeing hashes this far from the rest at a span's edge are chance ...
+LM_EDGE_MIN = 4  # ... unless there are at least this many; they do not stretch the segment
 
 # Item geometry of Chromaprint's default algorithm at 11025 Hz.
 CP_DEFAULT_RATE = 11025 / 1365
@@ -301,7 +303,8 @@ class AudioIndex:
             if not self._by_work:
                 return []
             matches = self._search_chromaprint(q) + self._search_landmarks(q)
-        merged = _merge_matches(matches)
+            merged = _merge_matches(matches)
+            self._resolve_overlaps(q, merged)
         merged.sort(key=lambda m: -m.score)
         return [
             IndexHit(
@@ -493,6 +496,11 @@ class AudioIndex:
             if n / max(1, n_in_span) < LM_MIN_DENSITY:
                 continue
             used.update((int(a), int(b)) for a, b in zip(h[idx], p[idx], strict=True))
+            # the segment's ends must be supported: stray chance hashes far outside the run of
+            # agreeing hashes (e.g. inside the other work of a mashup) do not stretch it
+            core = _supported_span(t_m)
+            t_m, r_m = t_m[core], r_m[core]
+            q0, q1 = int(t_m.min()), int(t_m.max())
             off = float(np.median(r_m - t_m))
             if q1 > q0 + 20:
                 scale = float(
@@ -528,6 +536,50 @@ class AudioIndex:
                 evidence["chromaprint_ber"] = round(ber, 4)
             matches.append(_Match(slot.work_id, "landmarks", score, 1.0 - score, [seg], evidence))
         return _tie_break_repeats(matches)
+
+    def _resolve_overlaps(self, q: _Query, merged: list[_Match]) -> None:
+        """Two works claiming the same stretch of the query at an edge of one of them (a mashup's
+        join): the overlap goes to the work whose alignment the Chromaprint items support there;
+        the other's segment is trimmed if its own BER over the overlap is not even under
+        ``CP_SEG_BER``. Shared music (both supported) and unmeasurable overlaps are left alone."""
+        if len(merged) < 2:
+            return
+        for m in merged:
+            for i, s in enumerate(m.segments):
+                for o in merged:
+                    if o is m or s.query_end - s.query_start <= 0:
+                        continue
+                    for t in o.segments:
+                        a, b = max(s.query_start, t.query_start), min(s.query_end, t.query_end)
+                        if b - a < CP_MIN_SEG_ITEMS / q.item_rate:
+                            continue
+                        at_start, at_end = a <= s.query_start + 1e-6, b >= s.query_end - 1e-6
+                        if at_start == at_end:  # inside s, or covering all of s: not a join
+                            continue
+                        mine = self._seg_ber(q, m.work_id, s, a, b)
+                        theirs = self._seg_ber(q, o.work_id, t, a, b)
+                        if mine is None or theirs is None:
+                            continue
+                        if mine >= CP_SEG_BER and theirs < CP_SEG_BER:
+                            s = (
+                                _extend(s, b, s.query_end)
+                                if at_start
+                                else _extend(s, s.query_start, a)
+                            )
+                m.segments[i] = s
+            m.segments = [s for s in m.segments if s.query_end - s.query_start > 0]
+
+    def _seg_ber(self, q: _Query, work_id: str, seg: Segment, qs: float, qe: float) -> float | None:
+        """Chromaprint BER over query [qs, qe] along ``seg``'s alignment in ``work_id``."""
+        slot_id = self._by_work.get(work_id)
+        if slot_id is None:
+            return None
+        scale = (seg.ref_end - seg.ref_start) / max(1e-6, seg.query_end - seg.query_start)
+        off_s = seg.ref_start - scale * seg.query_start
+        # items are ~CP_ITEM_SPAN_S long: item j covers [j / rate, j / rate + span]
+        return self._ber_at(
+            q, self._slots[slot_id], off_s, scale, qs - CP_ITEM_SPAN_S / 2, qe - CP_ITEM_SPAN_S / 2
+        )
 
     def _ber_at(
         self, q: _Query, slot: _Slot, off_s: float, scale: float, qs: float, qe: float
@@ -588,6 +640,24 @@ def _tie_break_repeats(matches: list[_Match]) -> list[_Match]:
             best.score = min(1.0, lead.score + 1e-3)
             best.distance = 1.0 - best.score
     return matches
+
+
+def _supported_span(t: np.ndarray) -> np.ndarray:
+    """Mask of the agreeing landmark hashes (query frames ``t``) that define a segment's span:
+    groups of fewer than ``LM_EDGE_MIN`` hashes at either end, cut off from the rest by a gap of
+    more than ``LM_EDGE_GAP_S``, are dropped (chance agreement, not the work playing there)."""
+    order = np.argsort(t, kind="stable")
+    ts = t[order]
+    cuts = np.flatnonzero(np.diff(ts) > LM_EDGE_GAP_S * LM_FRAME_RATE) + 1
+    groups = np.split(np.arange(len(ts)), cuts)
+    lo, hi = 0, len(groups) - 1
+    while lo < hi and len(groups[lo]) < LM_EDGE_MIN:
+        lo += 1
+    while hi > lo and len(groups[hi]) < LM_EDGE_MIN:
+        hi -= 1
+    keep = np.zeros(len(t), bool)
+    keep[order[groups[lo][0] : groups[hi][-1] + 1]] = True
+    return keep
 
 
 def _top_buckets(

@@ -111,7 +111,8 @@ def main() -> None:
         sr = audio.DEFAULT_SR
         uploads: list[tuple[str, str]] = []
         for seed, transform in ((1, "resize_third"), (2, "jpeg_q20"), (3, "webp_small"),
-                                (4, "resize_half"), (7, "jpeg_q75")):  # fmt: skip
+                                (4, "resize_half"), (5, "center_crop_60"), (6, "mirror"),
+                                (7, "jpeg_q75")):  # fmt: skip
             data, ext = transform_bytes(make_image(seed), transform, seed=seed)
             label_text = f"{'ai-image' if seed > 6 else 'photo'}-{seed} {transform}"
             uploads.append((label_text, platform.submit_upload(data, f"up.{ext}")))
@@ -146,6 +147,9 @@ def main() -> None:
             print(f"{what:<36} {upload['status']:<9} {'-':<38} {'':>5}")
         for i, match in enumerate(upload["matches"]):
             where = match["signal"]
+            region = match["evidence"].get("region")
+            if region:
+                where += " in region x={x:.2f} y={y:.2f} w={w:.2f} h={h:.2f}".format(**region)
             if match.get("segments"):
                 where += " " + ", ".join(
                     f"q {s['query_start']:.1f}-{s['query_end']:.1f}s = "

@@ -27,6 +27,7 @@ import argparse
 import glob
 import hashlib
 import os
+import pickle
 import random
 import re
 import sys
@@ -44,7 +45,13 @@ from PIL import Image  # noqa: E402
 
 from contentmatch_fingerprint.signals.image import decode_image, fingerprint_image  # noqa: E402
 from contentmatch_match.index.image import ImageIndex, _hamming, _hex_codes  # noqa: E402
-from tests.fixtures.images import TRANSFORMS, make_image, to_bytes, transform_bytes  # noqa: E402
+from tests.fixtures.images import (  # noqa: E402
+    BENIGN_TRANSFORMS,
+    TRANSFORMS,
+    make_image,
+    to_bytes,
+    transform_bytes,
+)
 
 CORPUS_GLOBS = {
     "photo": [
@@ -60,6 +67,8 @@ MIN_SIDE = 96
 ORIG_SIDE = 1024  # registered originals are stored at most this long (bench speed)
 BASELINE_PHASH = 10
 BASELINE_PDQ = 31
+NEARDUP_PHASH = 6
+NEARDUP_PDQ = 31
 
 
 def list_corpus(seed: int) -> list[str]:
@@ -90,6 +99,10 @@ def list_corpus(seed: int) -> list[str]:
             continue
         families.add(stem)
         kept.append(f)
+    print(
+        f"corpus: {len(files)} files, {len(files) - len(unique)} byte-identical dropped, "
+        f"{len(unique) - len(kept)} dropped as same-name-family variants (one file per family)"
+    )
     unique = kept
     random.Random(seed).shuffle(unique)
     # photos first so that the few real photos are always part of the registered set
@@ -116,6 +129,15 @@ def load_original(src: str) -> Image.Image | None:
     return rgb
 
 
+def image_stats(img: Image.Image) -> dict:
+    """Texture/flatness of an original: grey std, share of the modal grey level (+-4)."""
+    a = np.asarray(img.convert("L").resize((128, 128)), dtype=np.int16)
+    hist = np.bincount(a.ravel(), minlength=256)
+    mode = int(np.argmax(hist))
+    flat = float(hist[max(0, mode - 4) : mode + 5].sum() / a.size)
+    return {"std": round(float(a.std()), 1), "flat": round(flat, 3)}
+
+
 def _timed_fp(data: bytes):
     t = time.perf_counter()
     fp = fingerprint_image(data)
@@ -128,7 +150,7 @@ def job(args):
     img = load_original(src)
     if img is None:
         return None
-    out = {"src": src, "kind": kind, "fp_times": []}
+    out = {"src": src, "kind": kind, "fp_times": [], "stats": image_stats(img)}
     if kind == "distractor":
         fp, dt = _timed_fp(to_bytes(img, "JPEG", quality=85))
         out["fp"] = fp
@@ -171,6 +193,11 @@ def main(argv=None) -> None:
     )
     ap.add_argument("--corpus", choices=("real", "synthetic"), default="real")
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument(
+        "--eval-per-transform", type=int, default=None, help="query only this many per transform"
+    )
+    ap.add_argument("--show-fp", type=int, default=20, help="false positives to print")
+    ap.add_argument("--cache", default=None, help="directory to cache fingerprints in (pickle)")
     args = ap.parse_args(argv)
     if args.quick:
         args.registered, args.distractors = 200, 400
@@ -189,7 +216,7 @@ def main(argv=None) -> None:
         ]
     # Over-provision: some files are rejected (tiny, blank, undecodable).
     want = args.registered + args.distractors
-    pool = files[: int(want * 1.25) + 50]
+    pool = files[: int(want * 1.25) + 50 + args.distractors // 10]
     reg_src, dis_src = (
         pool[: int(args.registered * 1.25) + 20],
         pool[int(args.registered * 1.25) + 20 :],
@@ -204,13 +231,54 @@ def main(argv=None) -> None:
         f"with {args.workers} workers ...",
         flush=True,
     )
-    results = []
-    with ProcessPoolExecutor(args.workers) as ex:
-        for r in ex.map(job, jobs, chunksize=4):
-            if r is not None:
-                results.append(r)
+    cache = None
+    if args.cache:
+        key = hashlib.md5(repr(jobs).encode()).hexdigest()[:12]
+        cache = Path(args.cache) / f"image_bench_{key}.pkl"
+    if cache is not None and cache.exists():
+        results = pickle.loads(cache.read_bytes())
+        print(f"fingerprints loaded from {cache}")
+    else:
+        results = []
+        with ProcessPoolExecutor(args.workers) as ex:
+            for r in ex.map(job, jobs, chunksize=4):
+                if r is not None:
+                    results.append(r)
+        if cache is not None:
+            cache.write_bytes(pickle.dumps(results))
     registered = [r for r in results if r["kind"] == "registered"][: args.registered]
-    distractors = [r for r in results if r["kind"] == "distractor"][: args.distractors]
+    distractors = [r for r in results if r["kind"] == "distractor"]
+    # Honest de-duplication: a distractor whose *original* is a near-duplicate of a registered
+    # original (PDQ <= 31 and pHash <= 6, before any transform) is a genuine copy, not a
+    # false positive: exclude it, count it and show a few.
+    reg_ph0 = np.stack([_hex_codes(r["fp"].hashes["phash"], 8) for r in registered])
+    reg_pq0 = np.stack([_hex_codes(r["fp"].hashes["pdq"], 32) for r in registered])
+    kept_d, dup_d = [], []
+    for r in distractors:
+        dp = _hamming(reg_ph0, _hex_codes(r["fp"].hashes["phash"], 8))
+        dq = _hamming(reg_pq0, _hex_codes(r["fp"].hashes["pdq"], 32))
+        near = np.flatnonzero((dp <= NEARDUP_PHASH) & (dq <= NEARDUP_PDQ))
+        if len(near):
+            dup_d.append((r["src"], registered[int(near[0])]["src"], int(dp[near[0]])))
+        else:
+            kept_d.append(r)
+    distractors = kept_d[: args.distractors]
+    print(
+        f"{len(dup_d)} distractors excluded as near-duplicates of a registered original "
+        f"(pHash <= {NEARDUP_PHASH} and PDQ <= {NEARDUP_PDQ}, untransformed)"
+    )
+    for d in dup_d[:10]:
+        print(f"   near-dup: {os.path.basename(d[0])} ~ {os.path.basename(d[1])} (pHash {d[2]})")
+    # Registered works that are near-duplicates of each other: a "wrong" hit on them is not
+    # an error of the matcher.
+    twins: set[tuple[int, int]] = set()
+    for i in range(len(registered)):
+        dp = _hamming(reg_ph0, reg_ph0[i])
+        dq = _hamming(reg_pq0, reg_pq0[i])
+        for j in np.flatnonzero((dp <= NEARDUP_PHASH) & (dq <= NEARDUP_PDQ)):
+            if j != i:
+                twins.add((i, int(j)))
+    print(f"{len(twins) // 2} pairs of registered works are near-duplicates of each other")
     fp_times = [t for r in registered + distractors for t in r["fp_times"]]
     n_photo = sum("/openclipart/" not in r["src"] for r in registered + distractors)
     print(
@@ -242,7 +310,7 @@ def main(argv=None) -> None:
         n = ok = wrong = b_ph = b_pdq = top1 = 0
         signals: dict[str, int] = {}
         lat = []
-        for i, r in enumerate(registered[:per_t]):
+        for i, r in enumerate(registered[: args.eval_per_transform or per_t]):
             q = r.get("queries", {}).get(name)
             if q is None:
                 continue
@@ -258,7 +326,7 @@ def main(argv=None) -> None:
                 ok += 1
                 sig = right[0].signal
                 signals[sig] = signals.get(sig, 0) + 1
-            if any(h.work_id != wid for h in hits):
+            if any(h.work_id != wid and (i, int(h.work_id[1:])) not in twins for h in hits):
                 wrong += 1
             p1, p2 = baseline(q)
             b_ph += bool(p1[i])
@@ -291,12 +359,20 @@ def main(argv=None) -> None:
         if hits:
             fp_count += 1
             h = hits[0]
+            reg = registered[int(h.work_id[1:])]
+            ev = {k: v for k, v in h.evidence.items() if k not in ("region", "query_region")}
             fp_detail.append(
                 (
                     os.path.basename(r["src"]),
-                    os.path.basename(registered[int(h.work_id[1:])]["src"]),
+                    os.path.basename(reg["src"]),
                     h.signal,
                     h.distance,
+                    f"q_qual={r['fp'].extra.get('pdq_quality')}",
+                    f"w_qual={reg['fp'].extra.get('pdq_quality')}",
+                    f"q={r['stats']}",
+                    f"w={reg['stats']}",
+                    f"w_orb={reg['fp'].extra.get('orb', {}).get('n')}",
+                    ev,
                 )
             )
         p1, p2 = baseline(r["fp"])
@@ -304,16 +380,7 @@ def main(argv=None) -> None:
         b_fp_pdq += bool(p2.any())
     lat_all += dis_lat
 
-    benign = {
-        "resize_third",
-        "resize_half",
-        "jpeg_q20",
-        "jpeg_q75",
-        "webp_small",
-        "brightness_contrast",
-        "grayscale",
-        "blur_noise",
-    }
+    benign = set(BENIGN_TRANSFORMS)
     print()
     print(
         f"{'transform':22s} {'n':>5s} {'recall':>7s} {'top1':>6s} {'wrong':>5s} {'pHash<=10':>9s} "
@@ -352,8 +419,12 @@ def main(argv=None) -> None:
         f"({100 * fp_count / nd:.3f} %); baselines: pHash<=10 {b_fp_ph} "
         f"({100 * b_fp_ph / nd:.3f} %), PDQx8<=31 {b_fp_pdq} ({100 * b_fp_pdq / nd:.3f} %)"
     )
-    for d in fp_detail[:20]:
-        print("   FP:", d)
+    by_sig: dict[str, int] = {}
+    for d in fp_detail:
+        by_sig[d[2]] = by_sig.get(d[2], 0) + 1
+    print(f"   false positives by signal: {by_sig}")
+    for d in fp_detail[: args.show_fp]:
+        print("   FP:", *d)
     print(f"wrong-work hits among {queried_total} transformed queries: {wrong_total}")
     print()
     print(
@@ -396,6 +467,7 @@ def million_test(n_total: int, registered, distractors, _unused) -> None:
         idx._dhash.append(dh)
         idx._pdq.append(pq)
         idx._has_dhash.append(np.ones((n_syn, 1), bool))
+        idx._quality.append(np.full((n_syn, 1), 100, np.int16))
         idx._fx_phash.add(ph)
         idx._fx_pdq.add(pq)
         idx._alive.append(np.ones((n_syn, 1), np.bool_))

@@ -15,10 +15,10 @@ from PIL import Image, ImageOps
 from contentmatch_fingerprint.signals.image import (
     MAX_PIXELS,
     decode_image,
-    decode_orb,
     fingerprint_image,
 )
 from contentmatch_shared.errors import MediaError
+from contentmatch_shared.orb_payload import decode_orb
 from tests.fixtures.images import make_image, to_bytes, transform, transform_bytes
 
 pytestmark = pytest.mark.unit

@@ -294,17 +294,6 @@ def orb_features(rgb: Image.Image, nfeatures: int = ORB_FEATURES) -> dict | None
     }
 
 
-def decode_orb(orb: dict) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """(descriptors n x 32 uint8, points n x 2 float32 in ORB-copy pixels, w, h)."""
-    n = int(orb["n"])
-    desc = np.frombuffer(base64.b64decode(orb["desc"]), dtype=np.uint8).reshape(n, 32)
-    kp = np.frombuffer(base64.b64decode(orb["kp"]), dtype="<u2").reshape(n, 2).astype(np.float32)
-    w, h = int(orb["w"]), int(orb["h"])
-    kp[:, 0] *= w / 65535.0
-    kp[:, 1] *= h / 65535.0
-    return desc, kp, w, h
-
-
 # ---------------------------------------------------------------------------------------------
 # Entry point
 

@@ -29,9 +29,6 @@ class RecordStore:
         if not await self._store.exists(self._bucket, key):
             await self._store.put_json(self._bucket, key, value)
 
-    async def delete(self, subject: str, subject_id: str, fact: str) -> None:
-        await self._store.delete(self._bucket, f"{subject}/{subject_id}/{fact}.json")
-
     # -- reads -------------------------------------------------------------------------------
     async def facts(
         self, subject: str, subject_id: str, names: tuple[str, ...]

@@ -7,6 +7,7 @@ key cannot even learn that another tenant's report exists.
 
 from __future__ import annotations
 
+import asyncio
 import binascii
 import json
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from contentmatch_report.html import render_report
 from contentmatch_report.signing import ReportSigner
 from contentmatch_report.store import ReportStore, SummaryFilter
 from contentmatch_shared.auth import ApiKey, CurrentKey
@@ -145,14 +147,11 @@ async def get_report(
 ) -> Response:
     data, report = await _readable_report(request, api_key, report_id)
     if format == "html":
-        from contentmatch_report.html import render_report
-
         reports: ReportStore = request.app.state.reports
         signer: ReportSigner = request.app.state.signer
-        pictures = {
-            ref["name"]: await reports.get_asset(report_id, ref["name"])
-            for ref in report.get("evidence", {}).get("pictures", [])
-        }
+        names = [ref["name"] for ref in report.get("evidence", {}).get("pictures", [])]
+        blobs = await asyncio.gather(*(reports.get_asset(report_id, n) for n in names))
+        pictures = dict(zip(names, blobs, strict=True))
         page = render_report(report, signer, pictures)
         return HTMLResponse(page, headers={"Content-Security-Policy": _PAGE_POLICY})
     # The stored bytes, unchanged: what was signed is what is served.

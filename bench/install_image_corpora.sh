@@ -2,7 +2,7 @@
 # Installs the Debian packages whose images serve as the benchmark corpus (real photos,
 # wallpapers and clip art). Idempotent: installs only what is missing. Needs root.
 set -euo pipefail
-PKGS=(mate-backgrounds gnome-backgrounds lomiri-wallpapers openclipart-png)
+PKGS=(mate-backgrounds gnome-backgrounds lomiri-wallpapers openclipart-png tuxpaint-stamps-default)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -16,11 +16,15 @@ in a ``ProcessPoolExecutor``. What it computes (the match service's ``ImageIndex
                      ``phash_trim``/``dhash_trim``/``pdq_trim`` (hashes after trimming a uniform
                      border, present only when a border was found), ``trim_box`` ([x, y, w, h]
                      normalised)
+    ``thumb``        grey thumbnail, at most ``THUMB_SIDE`` px long (area-averaged), and Cb/Cr
+                     planes at most ``CHROMA_SIDE`` px long, for dense verification of aligned
+                     candidates: ``{"v": 1, "w", "h", "px": b64, "cw", "ch", "cbcr": b64}``
     ``orb``          ORB keypoints of a copy scaled to ``ORB_SIDE`` px on its longest side:
                      ``{"v": 1, "w", "h", "n", "desc": b64(n x 32 uint8),
                      "kp": b64(n x 2 uint16, x/w and y/h scaled to 0..65535)}``
 
-A typical payload is 20-25 KB of JSON, dominated by the ORB descriptors (500 x 32 bytes).
+A typical payload is 30-40 KB of JSON, dominated by the ORB descriptors (500 x 32 bytes) and
+the thumbnail (at most 128 x 128 bytes).
 """
 
 from __future__ import annotations
@@ -39,12 +43,14 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from contentmatch_shared.errors import MediaError
 from contentmatch_shared.fingerprints import ImageFingerprint
+from contentmatch_shared.thumb_payload import CHROMA_SIDE, THUMB_SIDE, encode_thumb
 
 MAX_PIXELS = 80_000_000  # decompression-bomb guard: refuse more than 80 megapixels
 MIN_SIDE = 16  # smaller images carry no usable signal
 WORK_SIDE = 1024  # decode/reduce to at most this many px on the longest side
 PDQ_SIDE = 512  # PDQ's reference implementation hashes a <= 512 px copy
 ORB_SIDE = 640  # local features are extracted on a copy this long on its longest side
+ORB_MIN_SIDE = 320  # ... and at least this long (small images are enlarged)
 ORB_FEATURES = 500  # keypoints kept per image (descriptor payload = 32 B each)
 ORB_DETECT = 2000  # candidates detected before spreading them over the image
 ORB_GRID = 4  # 4 x 4 cells, ORB_FEATURES // 16 strongest per cell first
@@ -268,8 +274,16 @@ def _spread(kps: list, shape: tuple[int, int], n: int, grid: int = ORB_GRID) -> 
 
 
 def orb_features(rgb: Image.Image, nfeatures: int = ORB_FEATURES) -> dict | None:
-    """ORB keypoints + descriptors of an ``ORB_SIDE`` copy, compactly encoded, or None."""
+    """ORB keypoints + descriptors of an ``ORB_SIDE`` copy, compactly encoded, or None.
+
+    Small images (icons, a crop of one) are first enlarged to ``ORB_MIN_SIDE``: ORB's 19 px
+    patches and border margin leave almost nothing to describe on an 80 px picture."""
     small = _resize_max(rgb, ORB_SIDE)
+    if max(small.size) < ORB_MIN_SIDE:
+        f = ORB_MIN_SIDE / max(small.size)
+        small = small.resize(
+            (max(1, round(small.size[0] * f)), max(1, round(small.size[1] * f))), Image.BICUBIC
+        )
     gray = np.asarray(small.convert("L"))
     orb = _get_orb()
     kps = list(orb.detect(gray, None))
@@ -292,6 +306,23 @@ def orb_features(rgb: Image.Image, nfeatures: int = ORB_FEATURES) -> dict | None
         "desc": base64.b64encode(np.ascontiguousarray(desc, dtype=np.uint8).tobytes()).decode(),
         "kp": base64.b64encode(norm.tobytes()).decode(),
     }
+
+
+def _area_resize(im: Image.Image, side: int) -> Image.Image:
+    w, h = im.size
+    f = max(w, h) / side
+    if f <= 1:
+        return im
+    size = (max(1, round(w / f)), max(1, round(h / f)))
+    return im.resize(size, Image.BOX, reducing_gap=None)
+
+
+def grey_thumbnail(rgb: Image.Image, side: int = THUMB_SIDE) -> dict:
+    """Area-averaged grey copy at most ``side`` px long (aspect kept) and the Cb/Cr planes at
+    most ``CHROMA_SIDE`` px long, as a payload."""
+    grey = _area_resize(rgb.convert("L"), side)
+    ycc = np.asarray(_area_resize(rgb, CHROMA_SIDE).convert("YCbCr"))
+    return encode_thumb(np.asarray(grey), ycc[:, :, 1:])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,7 +372,11 @@ class ImageHasher:
                 round((box[2] - box[0]) / W, 4),
                 round((box[3] - box[1]) / H, 4),
             ]
-        extra: dict[str, object] = {"pdq_quality": quality, "variants": variants}
+        extra: dict[str, object] = {
+            "pdq_quality": quality,
+            "variants": variants,
+            "thumb": grey_thumbnail(rgb),
+        }
         if self.orb:
             feats = orb_features(rgb)
             if feats is not None:

@@ -5,9 +5,11 @@ Tier 1, global hashes (fast path: resized, re-encoded, recoloured, mirrored, bor
     ``faiss.IndexBinaryFlat`` each; dHash is kept in the side table for corroboration only.
     A query searches with its variants (original, mirrored, border-trimmed; PDQ also with its
     8 dihedral rotations) using ``range_search`` at the loosest radius of the decision rules,
-    then the best candidates are verified: ORB geometric agreement with that one work, or,
-    where ORB cannot check (mirrored copies, flat images without keypoints), all three
-    hashes close (see the thresholds below for why hashes alone are not enough).
+    then the best candidates are verified by the dense check of ``image_verify`` (the query's
+    thumbnail, aligned as the variant says, must reproduce the work's thumbnail in structure,
+    grey levels and colour). Fingerprints without thumbnails (older payloads) fall back to ORB
+    agreement or to all three hashes close. See the thresholds below for why hashes alone are
+    not enough.
 
     Why IndexBinaryFlat: it is *exact* (a near duplicate at distance 14 is always returned,
     an approximate index that misses it is a false negative) and it is fast enough: a brute
@@ -22,8 +24,10 @@ Tier 2, ORB local features (crops, rotations, captions, canvases)
     (distinct query keypoints), and the best-voted works are verified geometrically with a
     RANSAC similarity transform (rotation + uniform scale + translation, ``cv2.
     estimateAffinePartial2D``). Only geometrically consistent inliers count, which is what
-    keeps "naive ORB" from matching unrelated images. The matched region in the work is the
-    query frame mapped through the transform.
+    keeps "naive ORB" from matching unrelated images, and then the transform is checked
+    densely (as for tier 1, through the transform): inliers alone confirm clip art that merely
+    shares a motif. The matched region in the work is the query frame mapped through the
+    transform.
 
 Ids, removal and replacement
     FAISS positions are "slots"; the side table maps slot -> work_id and work_id -> slot.
@@ -47,7 +51,15 @@ import faiss
 import numpy as np
 
 from contentmatch_match.index.base import IndexHit
+from contentmatch_match.index.image_verify import (
+    DenseCheck,
+    Thumb,
+    dense_check,
+    scale_transform,
+    work_thumbnail,
+)
 from contentmatch_shared.orb_payload import decode_orb
+from contentmatch_shared.thumb_payload import decode_chroma, decode_thumb
 
 # ---------------------------------------------------------------------------------------------
 # Thresholds, all in one place.
@@ -96,6 +108,13 @@ GLOBAL_ORB_REFUTE = 8  # fewer inliers than this with ORB on both sides: hashes 
 STRICT_PHASH = 4  # without a geometric check (mirror, no keypoints): all three hashes close
 STRICT_PDQ = 31
 STRICT_DHASH = 10
+DENSE_MIN_INFORMATIVE = 0.02  # thumbnails with less texture than this decide nothing
+DENSE_ACCEPT = 0.8  # agreeing share of textured pixels (worst edge band discounted) ...
+DENSE_MIN_AGREE = 0.5  # ... and without the discount
+DENSE_MAX_DIFF = 0.05  # textured pixels whose grey level differs (the band discounted)
+DENSE_MIN_COLOUR = 0.8  # chroma cosine when both sides have colour
+DENSE_MIN_OVERLAP = 0.25  # share of the work the query must show (a 60 % crop shows 0.36)
+ORB_MIN_INLIERS_DENSE = 8  # ORB inliers that suffice when the dense check confirms
 COMPACT_RATIO = 0.25  # rebuild FAISS once tombstones exceed this share of rows
 
 _PDQ_MIRROR_INDEX = 5  # in pdqhash.compute_dihedral order, 5 = left-right mirror (measured)
@@ -129,6 +148,8 @@ class _Query:
     pdq_rot: list[np.ndarray]
     quality: int
     orb: dict | None
+    thumb: Thumb | None
+    trim_box: tuple[float, float, float, float] | None
 
 
 def _parse_query(fp: object) -> _Query:
@@ -163,7 +184,25 @@ def _parse_query(fp: object) -> _Query:
             )
         )
     rot = [_hex_codes(dihedral[i], 32) for i in _PDQ_ROT_INDICES] if len(dihedral) == 8 else []
-    return _Query(groups, rot, int(extra.get("pdq_quality", 100) or 0), extra.get("orb"))
+    box = variants.get("trim_box")
+    return _Query(
+        groups,
+        rot,
+        int(extra.get("pdq_quality", 100) or 0),
+        extra.get("orb"),
+        _thumb_or_none(extra.get("thumb")),
+        tuple(float(v) for v in box) if box and len(box) == 4 else None,
+    )
+
+
+def _thumb_or_none(payload: object) -> Thumb | None:
+    """A fingerprint without a (valid) thumbnail is still indexed: dense checks are skipped."""
+    if not isinstance(payload, dict):
+        return None
+    try:
+        return Thumb(decode_thumb(payload), decode_chroma(payload))
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 class _Grow:
@@ -214,6 +253,7 @@ class ImageIndex:
         self._alive = _Grow(1, np.bool_)
         self._slot_work: list[str] = []
         self._slot_orb: list[tuple[int, int, int, int] | None] = []  # start, n, w, h
+        self._slot_thumb: list[Thumb | None] = []  # grey <= WORK_THUMB_SIDE px + chroma
         self._slot_of: dict[str, int] = {}
         self._fx_phash = faiss.IndexBinaryFlat(64)
         self._fx_pdq = faiss.IndexBinaryFlat(256)
@@ -234,6 +274,8 @@ class ImageIndex:
         quality = int(extra.get("pdq_quality", 100) or 0)
         orb = extra.get("orb") if self.use_orb else None
         decoded = decode_orb(orb) if orb else None
+        thumb = _thumb_or_none(extra.get("thumb"))
+        small = work_thumbnail(thumb) if thumb is not None else None
         with self._lock:
             if work_id in self._slot_of:
                 self._remove_locked(work_id)
@@ -248,6 +290,7 @@ class ImageIndex:
             self._alive.append(np.ones((1, 1), np.bool_))
             self._slot_work.append(work_id)
             self._slot_of[work_id] = slot
+            self._slot_thumb.append(small)
             if decoded is not None and len(decoded[0]):
                 desc, kp, w, h = decoded
                 start = self._orb_slot.append(np.full((len(desc), 1), slot, np.int32))
@@ -285,6 +328,7 @@ class ImageIndex:
             # side table: work id strings, dict and list entries (approximate)
             n += sum(len(w) + 49 for w in self._slot_work) + 104 * len(self._slot_of)
             n += 8 * 4 * len(self._slot_orb) + self._alive.nbytes()
+            n += sum(t.nbytes + 200 for t in self._slot_thumb if t is not None)
             return int(n)
 
     def search(
@@ -303,7 +347,7 @@ class ImageIndex:
                 and second_tier != "never"
                 and (not hits or second_tier == "always")
             ):
-                for h in self._search_orb(q.orb):
+                for h in self._search_orb(q.orb, q.thumb):
                     prev = hits.get(h.work_id)
                     if prev is None:
                         hits[h.work_id] = h
@@ -330,9 +374,9 @@ class ImageIndex:
             else np.zeros((0, 32), np.uint8)
         )
         kp_all = self._orb_kp.view
-        items = [(self._slot_work[s], self._slot_orb[s]) for s in live]
+        items = [(self._slot_work[s], self._slot_orb[s], self._slot_thumb[s]) for s in live]
         self._reset()
-        for i, (work_id, orb) in enumerate(items):
+        for i, (work_id, orb, thumb) in enumerate(items):
             self._phash.append(phash[i : i + 1])
             self._dhash.append(dhash[i : i + 1])
             self._pdq.append(pdq[i : i + 1])
@@ -341,6 +385,7 @@ class ImageIndex:
             self._alive.append(np.ones((1, 1), np.bool_))
             self._slot_work.append(work_id)
             self._slot_of[work_id] = i
+            self._slot_thumb.append(thumb)
             if orb is not None:
                 start, n, w, h = orb
                 new_start = self._orb_slot.append(np.full((n, 1), i, np.int32))
@@ -406,6 +451,24 @@ class ImageIndex:
                 and self._slot_orb[slot] is not None
                 and self._slot_orb[slot][1] >= ORB_MIN_VOTES
             )
+            dense = self._dense_global(q, slot, name)
+            if dense is not None:
+                # The thumbnails settle it: ORB and the hash rules only decide without them.
+                ev.update(dense.as_evidence())
+                if not _dense_accepts(dense):
+                    continue
+                sig = "phash" if p <= qd / 4 else "pdq"
+                score = _score_dense(
+                    dense, max(_score_global(p, CAND_PHASH), _score_global(qd, CAND_PDQ))
+                )
+                ev["verified"] = "dense"
+                dist = p if sig.startswith("phash") else qd
+                if name:
+                    sig = f"{sig}_{name}"
+                prev = best.get(slot)
+                if prev is None or score > prev[0]:
+                    best[slot] = (score, sig, dist, ev)
+                continue
             inl = self._verify_slot(qorb, slot) if can_verify else None
             if inl is not None:
                 ev["orb_inliers"] = inl
@@ -450,6 +513,37 @@ class ImageIndex:
             )
         return out
 
+    def _dense_global(self, q: _Query, slot: int, variant: str) -> DenseCheck | None:
+        """Dense check of a global candidate: the same full picture, so the alignment is a
+        scaling (of the mirrored or border-trimmed query for those variants)."""
+        wt = self._slot_thumb[slot]
+        qt = q.thumb
+        if wt is None or qt is None:
+            return None
+        if variant == "mirror":
+            qt = qt.mirrored()
+        elif variant == "trim" and q.trim_box is not None:
+            qt = qt.cropped(q.trim_box)
+        (qh, qw), (wh, ww) = qt.grey.shape, wt.grey.shape
+        check = dense_check(wt, qt, scale_transform(qw, qh, ww, wh))
+        return check if check.informative >= DENSE_MIN_INFORMATIVE else None
+
+    def _dense_orb(
+        self, q_thumb: Thumb | None, slot: int, M: np.ndarray, qw: int, qh: int
+    ) -> DenseCheck | None:
+        """Dense check of an ORB candidate: the RANSAC similarity (query ORB px -> work ORB
+        px) carried over to thumbnail pixels."""
+        wt = self._slot_thumb[slot]
+        orb = self._slot_orb[slot]
+        if wt is None or q_thumb is None or orb is None:
+            return None
+        _, _, ww, wh = orb
+        to_orb = np.diag([qw / q_thumb.grey.shape[1], qh / q_thumb.grey.shape[0], 1.0])
+        to_thumb = np.diag([wt.grey.shape[1] / ww, wt.grey.shape[0] / wh, 1.0])
+        A = (to_thumb @ np.vstack([M, [0, 0, 1]]) @ to_orb)[:2]
+        check = dense_check(wt, q_thumb, A)
+        return check if check.informative >= DENSE_MIN_INFORMATIVE else None
+
     def _verify_slot(self, qorb, slot: int) -> int | None:
         """Geometric check of one global candidate: ORB inliers of a similarity transform
         query -> work, or 0 when none is plausible."""
@@ -465,7 +559,7 @@ class ImageIndex:
         res = _verify(src, dst, ww, wh, min_inliers=GLOBAL_ORB_INLIERS)
         return 0 if res is None else int(res[0])
 
-    def _search_orb(self, orb: dict) -> list[IndexHit]:
+    def _search_orb(self, orb: dict, q_thumb: Thumb | None) -> list[IndexHit]:
         if self._fx_orb.ntotal == 0:
             return []
         qdesc, qkp, qw, qh = decode_orb(orb)
@@ -501,11 +595,17 @@ class ImageIndex:
             src = qkp[qidx[s0 : s0 + n]]
             dst = self._orb_kp.view[ids[s0 : s0 + n]]
             _, _, ww, wh = self._slot_orb[slot]
-            res = _verify(src, dst, ww, wh)
+            can_dense = q_thumb is not None and self._slot_thumb[slot] is not None
+            min_inl = ORB_MIN_INLIERS_DENSE if can_dense else 0
+            res = _verify(src, dst, ww, wh, min_inliers=min_inl, dense=can_dense)
             if res is None:
                 continue
             inliers, M, inl_mask = res
-            _, _, ww, wh = self._slot_orb[slot]
+            dense = self._dense_orb(q_thumb, slot, M, qw, qh) if can_dense else None
+            if dense is None and inliers < ORB_MIN_INLIERS:
+                continue
+            if dense is not None and not _dense_accepts(dense):
+                continue
             region = _map_region(M, qw, qh, ww, wh)
             qpts = src[inl_mask]
             qregion = {
@@ -517,6 +617,17 @@ class ImageIndex:
             scale = float(np.hypot(M[0, 0], M[1, 0]))
             angle = float(np.degrees(np.arctan2(M[1, 0], M[0, 0])))
             score = min(1.0, 0.5 + 0.5 * (inliers - ORB_MIN_INLIERS) / (4.0 * ORB_MIN_INLIERS))
+            evidence: dict[str, object] = {
+                "orb_inliers": inliers,
+                "orb_votes": int(n),
+                "region": region,
+                "query_region": qregion,
+                "scale": round(scale, 3),
+                "rotation_deg": round(angle, 2),
+            }
+            if dense is not None:
+                evidence.update(dense.as_evidence())
+                score = _score_dense(dense, score)
             wid = self._slot_work[slot]
             hits.append(
                 IndexHit(
@@ -524,14 +635,7 @@ class ImageIndex:
                     score=round(0.9 * score, 4),
                     signal="orb",
                     distance=float(inliers),
-                    evidence={
-                        "orb_inliers": inliers,
-                        "orb_votes": int(n),
-                        "region": region,
-                        "query_region": qregion,
-                        "scale": round(scale, 3),
-                        "rotation_deg": round(angle, 2),
-                    },
+                    evidence=evidence,
                 )
             )
         return hits
@@ -554,15 +658,37 @@ def _hash_rules(p: int, qd: int, d: int, quality: int) -> bool:
     return p <= 14 and qd <= 70 and d <= 18
 
 
+def _dense_accepts(d: DenseCheck) -> bool:
+    """The aligned query reproduces the work wherever both are textured, in structure, grey
+    levels and colour (an edge band may be an overlay)."""
+    return (
+        d.overlap >= DENSE_MIN_OVERLAP
+        and d.agree_band >= DENSE_ACCEPT
+        and d.agree >= DENSE_MIN_AGREE
+        and d.diff <= DENSE_MAX_DIFF
+        and not (d.colour < DENSE_MIN_COLOUR)  # NaN (a grey side) does not refuse
+    )
+
+
+def _score_dense(d: DenseCheck, score: float) -> float:
+    return float(min(1.0, 0.5 * score + 0.5 * d.agree_band))
+
+
 def _strong_global(p: int, qd: int, d: int, _quality: int) -> bool:
     """Global hashes strong enough to match without a geometric check (used when ORB cannot
     check: mirrored copies, too few keypoints, or an index without ORB)."""
     return p <= STRICT_PHASH and qd <= STRICT_PDQ and d <= STRICT_DHASH
 
 
-def _verify(src: np.ndarray, dst: np.ndarray, ww: int, wh: int, min_inliers: int = 0):
+def _verify(
+    src: np.ndarray, dst: np.ndarray, ww: int, wh: int, min_inliers: int = 0, dense: bool = False
+):
+    """RANSAC similarity query->work; (inliers, 2x3 matrix, mask) or None if not plausible.
+
+    Without a dense check to follow, the inliers must span ORB_MIN_SPREAD of the work in both
+    directions (a shared logo or line of text gives a compact cluster); with one, a span in
+    one direction suffices (a boomerang, a flag's band), the dense check judges the rest."""
     min_inliers = min_inliers or ORB_MIN_INLIERS
-    """RANSAC similarity query->work; (inliers, 2x3 matrix, mask) or None if not plausible."""
     if len(src) < ORB_MIN_VOTES:
         return None
     M, mask = cv2.estimateAffinePartial2D(
@@ -589,7 +715,8 @@ def _verify(src: np.ndarray, dst: np.ndarray, ww: int, wh: int, min_inliers: int
     if abs(np.degrees(np.arctan2(M[1, 0], M[0, 0]))) > ORB_MAX_ROTATION:
         return None
     inl = dst[m]
-    if np.ptp(inl[:, 0]) < ORB_MIN_SPREAD * ww or np.ptp(inl[:, 1]) < ORB_MIN_SPREAD * wh:
+    spread = (np.ptp(inl[:, 0]) / ww, np.ptp(inl[:, 1]) / wh)
+    if (max(spread) if dense else min(spread)) < ORB_MIN_SPREAD:
         return None
     return inliers, M, m
 

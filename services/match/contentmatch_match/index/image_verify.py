@@ -1,0 +1,298 @@
+"""Dense verification: does the aligned query reproduce the registered work's pixels?
+
+Global hashes and ORB inliers say that two images *share something*; on clip art that is not
+enough. Flags share a Union Jack canton or a tricolour layout, road signs share their red
+triangle, icon themes share a folder drawing, and ORB happily finds 50 consistent inliers on
+the shared part. What tells a copy from a sibling is the rest of the picture: in a copy, every
+part of the work that the query covers looks the same; in a sibling, the distinctive part (the
+symbol inside the sign, the badge on the flag, the colours) does not.
+
+So once a candidate is aligned (identity / mirror / trimmed border for global-hash candidates,
+the RANSAC similarity for ORB candidates), the query's thumbnail is warped into the frame of the
+work's thumbnail, the alignment is refined with ECC when that helps (a 4 degree rotation seen
+through an identity alignment, RANSAC noise), and three things are measured on the overlap:
+
+  * ``agree``: the share of textured pixels whose local zero-mean normalised correlation
+    (Gaussian window) is high: structure, invariant to brightness, contrast, grey conversion;
+  * ``diff``: the share of textured pixels where the grey levels differ beyond what a global
+    brightness/contrast change and one pixel of misalignment explain (an envelope test: the
+    query must lie within the min..max of the work's 3x3 neighbourhood, and vice versa). This
+    catches the small symbol that differs inside an otherwise identical sign;
+  * ``colour``: the cosine between the chroma fields (Cb/Cr), when both images have colour: a
+    recoloured icon or another tricolour flag has the same structure in grey.
+
+An overlay along one edge (a caption banner, a letterbox, a bottom watermark) is allowed: the
+worst band along one edge (<= ``BAND`` of the side) may be discounted, and the figures are
+reported with it discounted; siblings differ in their middle, which no band removes.
+The decision thresholds live in ``contentmatch_match.index.image``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+WORK_THUMB_SIDE = 64  # work grey thumbnails are kept this long in the index (<= 4 KB/work)
+SIGMA = 2.0  # Gaussian window of the local statistics, in work-thumbnail pixels
+MIN_STD = 6.0  # local grey std below which a pixel is flat (on both sides: not evidence)
+AGREE_ZNCC = 0.5  # local ZNCC above which a textured pixel agrees
+DIFF_GREY = 48.0  # grey levels outside the neighbour envelope that make a pixel differ
+MIN_CHROMA = 6.0  # mean chroma magnitude below which an image counts as grey
+BAND = 0.3  # widest edge band (share of the side) that may be discounted as an overlay
+ECC_ITERS = 30
+
+
+@dataclass(frozen=True)
+class Thumb:
+    """A thumbnail: grey levels and (optionally, coarser) Cb/Cr planes, 128 = neutral."""
+
+    grey: np.ndarray
+    chroma: np.ndarray | None = None
+
+    def mirrored(self) -> Thumb:
+        c = None if self.chroma is None else self.chroma[:, ::-1]
+        return Thumb(self.grey[:, ::-1], c)
+
+    def cropped(self, box: tuple[float, float, float, float]) -> Thumb:
+        """Crop to a normalised (x, y, w, h) box, both planes."""
+
+        def crop(a: np.ndarray) -> np.ndarray:
+            h, w = a.shape[:2]
+            x0, y0 = round(box[0] * w), round(box[1] * h)
+            x1 = max(x0 + 2, round((box[0] + box[2]) * w))
+            y1 = max(y0 + 2, round((box[1] + box[3]) * h))
+            return a[y0:y1, x0:x1]
+
+        return Thumb(crop(self.grey), None if self.chroma is None else crop(self.chroma))
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.grey.nbytes + (0 if self.chroma is None else self.chroma.nbytes))
+
+
+@dataclass(frozen=True)
+class DenseCheck:
+    agree: float  # share of textured pixels that agree (0..1), no band discounted
+    agree_band: float  # the same with the worst edge band discounted
+    diff: float  # share of textured pixels that differ, with that band discounted
+    colour: float  # chroma cosine (-1..1), NaN when either image is grey
+    band: str  # which band was discounted ("" = none)
+    overlap: float  # share of the work thumbnail covered by the aligned query
+    informative: float  # share of the covered pixels that are textured
+
+    def as_evidence(self) -> dict[str, object]:
+        ev: dict[str, object] = {
+            "dense_agree": round(self.agree, 3),
+            "dense_agree_band": round(self.agree_band, 3),
+            "dense_diff": round(self.diff, 3),
+            "dense_band": self.band,
+            "dense_overlap": round(self.overlap, 3),
+        }
+        if not math.isnan(self.colour):
+            ev["dense_colour"] = round(self.colour, 3)
+        return ev
+
+
+NO_EVIDENCE = DenseCheck(0.0, 0.0, 1.0, math.nan, "", 0.0, 0.0)
+
+
+def work_thumbnail(thumb: Thumb) -> Thumb:
+    """The compact copy the index keeps per work (grey area-averaged, aspect kept)."""
+    g = thumb.grey
+    h, w = g.shape
+    f = max(h, w) / WORK_THUMB_SIDE
+    if f > 1:
+        size = (max(1, round(w / f)), max(1, round(h / f)))
+        g = cv2.resize(g, size, interpolation=cv2.INTER_AREA)
+    return Thumb(np.ascontiguousarray(g, dtype=np.uint8), thumb.chroma)
+
+
+def scale_transform(qw: int, qh: int, ww: int, wh: int) -> np.ndarray:
+    """Query thumbnail px -> work thumbnail px when both show the same full picture."""
+    return np.array([[ww / qw, 0.0, 0.0], [0.0, wh / qh, 0.0]], dtype=np.float64)
+
+
+def _planes(t: Thumb) -> np.ndarray:
+    """float32 h x w x 3: grey, Cb - 128, Cr - 128 (chroma upsampled to the grey size;
+    zeros when the thumbnail has none)."""
+    g = t.grey.astype(np.float32)
+    out = np.zeros((*g.shape, 3), np.float32)
+    out[:, :, 0] = g
+    if t.chroma is not None and t.chroma.size:
+        c = cv2.resize(
+            t.chroma.astype(np.float32) - 128.0,
+            (g.shape[1], g.shape[0]),
+            interpolation=cv2.INTER_LINEAR,
+        )
+        out[:, :, 1:] = c
+    return out
+
+
+def _prepare_query(q: np.ndarray, A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Shrink the query first when the transform shrinks it a lot (warpAffine alone aliases)."""
+    s = float(np.sqrt(abs(np.linalg.det(A[:, :2]))))
+    if s < 0.7:
+        h, w = q.shape[:2]
+        nw, nh = max(8, round(w * s * 1.25)), max(8, round(h * s * 1.25))
+        fx, fy = nw / w, nh / h
+        q = cv2.resize(q, (nw, nh), interpolation=cv2.INTER_AREA)
+        A = A @ np.array([[1 / fx, 0, 0], [0, 1 / fy, 0], [0, 0, 1]], dtype=np.float64)
+    return q, A
+
+
+def _warp(q: np.ndarray, A: np.ndarray, ww: int, wh: int) -> tuple[np.ndarray, np.ndarray]:
+    warped = cv2.warpAffine(
+        q, A, (ww, wh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )
+    ones = np.ones(q.shape[:2], np.float32)
+    mask = cv2.warpAffine(ones, A, (ww, wh), flags=cv2.INTER_LINEAR, borderValue=0) > 0.99
+    return warped, mask
+
+
+def _refine(work: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
+    """ECC refinement (work <- warped query grey), a 2x3 affine correction or None."""
+    if mask.mean() < 0.1:
+        return None
+    warp = np.eye(2, 3, dtype=np.float32)
+    try:
+        _cc, warp = cv2.findTransformECC(
+            work,
+            warped,
+            warp,
+            cv2.MOTION_AFFINE,
+            (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, ECC_ITERS, 1e-4),
+            mask.astype(np.uint8),
+            3,
+        )
+    except cv2.error:
+        return None
+    # A correction of a few pixels and a few degrees is alignment; more is the ECC wandering.
+    if np.abs(warp[:, 2]).max() > 6 or np.abs(warp[:, :2] - np.eye(2)).max() > 0.15:
+        return None
+    return warp
+
+
+def _local_zncc(
+    w: np.ndarray, q: np.ndarray, mask: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Local ZNCC map and local std maps, normalised by the mask (edges of the overlap)."""
+    m = mask.astype(np.float32)
+
+    def g(x: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(x, (0, 0), SIGMA, borderType=cv2.BORDER_CONSTANT)
+
+    gm = np.maximum(g(m), 1e-3)
+    mw, mq = g(w * m) / gm, g(q * m) / gm
+    vw = np.maximum(g(w * w * m) / gm - mw * mw, 0)
+    vq = np.maximum(g(q * q * m) / gm - mq * mq, 0)
+    cov = g(w * q * m) / gm - mw * mq
+    sw, sq = np.sqrt(vw), np.sqrt(vq)
+    zncc = cov / (sw * sq + 1.0)
+    return zncc, sw, sq
+
+
+def _envelope_diff(w: np.ndarray, q: np.ndarray, core: np.ndarray) -> np.ndarray:
+    """Pixels where grey levels differ beyond a global gain/offset and one pixel of slack."""
+    wv, qv = w[core], q[core]
+    if wv.size < 8 or float(wv.std()) < 1e-3:
+        return np.zeros_like(core)
+    # Trimmed least squares: an overlay (caption banner) must not bend the global fit.
+    sel = np.ones(len(wv), bool)
+    for _ in range(3):
+        if sel.sum() < 8 or float(wv[sel].std()) < 1e-3:
+            break
+        a, b = np.polyfit(wv[sel], qv[sel], 1)
+        r = np.abs(qv - (a * wv + b))
+        sel = r <= np.percentile(r, 70)
+    if not (0.2 < a < 5):  # inverted or flattened: no brightness/contrast change explains it
+        a, b = 1.0, float(np.median(qv - wv))
+    wf = (a * w + b).astype(np.float32)
+    k = np.ones((3, 3), np.uint8)
+    lo_w, hi_w = cv2.erode(wf, k), cv2.dilate(wf, k)
+    lo_q, hi_q = cv2.erode(q, k), cv2.dilate(q, k)
+    r1 = np.maximum(np.maximum(lo_w - q, q - hi_w), 0)
+    r2 = np.maximum(np.maximum(lo_q - wf, wf - hi_q), 0)
+    return core & (np.maximum(r1, r2) > DIFF_GREY)
+
+
+def _colour(wc: np.ndarray, qc: np.ndarray, keep: np.ndarray) -> float:
+    """Cosine between the chroma fields on ``keep``; NaN when either side is grey."""
+    a, b = wc[keep], qc[keep]
+    if len(a) < 8:
+        return math.nan
+    na, nb = np.linalg.norm(a, axis=1).mean(), np.linalg.norm(b, axis=1).mean()
+    if na < MIN_CHROMA or nb < MIN_CHROMA:
+        return math.nan
+    return float((a * b).sum() / (np.sqrt((a * a).sum() * (b * b).sum()) + 1e-6))
+
+
+def dense_check(work: Thumb, query: Thumb, A: np.ndarray) -> DenseCheck:
+    """Compare ``query`` warped by ``A`` (2x3, query grey px -> work grey px) with ``work``,
+    as aligned and after ECC refinement; the better of the two counts (ECC fixes small
+    misalignments, but an overlay can pull it off). About 1-3 ms per candidate."""
+    wp = _planes(work)
+    wh, ww = wp.shape[:2]
+    q, A = _prepare_query(_planes(query), np.asarray(A, dtype=np.float64))
+    warped, mask = _warp(q, A, ww, wh)
+    best = _compare(wp, warped, mask)
+    if best.agree_band < 0.999 or best.diff > 0:
+        corr = _refine(wp[:, :, 0], warped[:, :, 0], mask)
+        if corr is not None:
+            # ECC found W with work(x) ~ warped(W x): the aligned transform is W^-1 A.
+            A3 = np.vstack([A, [0, 0, 1]])
+            C3 = np.vstack([corr.astype(np.float64), [0, 0, 1]])
+            warped2, mask2 = _warp(q, (np.linalg.inv(C3) @ A3)[:2], ww, wh)
+            refined = _compare(wp, warped2, mask2)
+            if refined.agree_band - refined.diff > best.agree_band - best.diff:
+                best = refined
+    return best
+
+
+def _compare(wp: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> DenseCheck:
+    overlap = float(mask.mean())
+    if overlap < 0.05:
+        return NO_EVIDENCE
+    w, q = wp[:, :, 0], warped[:, :, 0]
+    core = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    zncc, sw, sq = _local_zncc(w, q, mask)
+    info = core & ((sw > MIN_STD) | (sq > MIN_STD))
+    n_info = int(info.sum())
+    share_info = n_info / max(int(core.sum()), 1)
+    if n_info < 0.02 * core.size:
+        return DenseCheck(0.0, 0.0, 1.0, math.nan, "", overlap, share_info)
+    good = info & (zncc > AGREE_ZNCC) & (sw > MIN_STD / 2) & (sq > MIN_STD / 2)
+    differ = info & _envelope_diff(w, q, core)
+    agree = float(good.sum() / n_info)
+    keep_best = np.ones_like(info)
+    score_best, band = agree - float(differ.sum() / n_info), ""
+    ys, xs = np.nonzero(core)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    by, bx = max(1, round(BAND * (y1 - y0))), max(1, round(BAND * (x1 - x0)))
+    bands = {
+        "bottom": (slice(y1 - by, y1), slice(None)),
+        "top": (slice(y0, y0 + by), slice(None)),
+        "left": (slice(None), slice(x0, x0 + bx)),
+        "right": (slice(None), slice(x1 - bx, x1)),
+    }
+    for name, sl in bands.items():
+        keep = np.ones_like(info)
+        keep[sl] = False
+        n = int((info & keep).sum())
+        if n < 0.5 * n_info:
+            continue
+        score = float(((good & keep).sum() - (differ & keep).sum()) / n)
+        if score > score_best:
+            score_best, band, keep_best = score, name, keep
+    n = max(int((info & keep_best).sum()), 1)
+    return DenseCheck(
+        agree=agree,
+        agree_band=float((good & keep_best).sum() / n),
+        diff=float((differ & keep_best).sum() / n),
+        colour=_colour(wp[:, :, 1:], warped[:, :, 1:], core & keep_best),
+        band=band,
+        overlap=overlap,
+        informative=share_info,
+    )

@@ -1,0 +1,160 @@
+"""Dense verification: aligned copies agree, siblings and unrelated pictures do not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from contentmatch_fingerprint.signals.image import fingerprint_image, grey_thumbnail
+from contentmatch_match.index.image import DENSE_ACCEPT, ImageIndex, _dense_accepts
+from contentmatch_match.index.image_verify import (
+    Thumb,
+    dense_check,
+    scale_transform,
+    work_thumbnail,
+)
+from contentmatch_shared.thumb_payload import decode_chroma, decode_thumb, encode_thumb
+from tests.fixtures.images import make_image, to_bytes, transform
+
+pytestmark = pytest.mark.unit
+
+SIZE = (480, 360)
+
+
+def _thumb(img: Image.Image) -> Thumb:
+    payload = grey_thumbnail(img.convert("RGB"))
+    return Thumb(decode_thumb(payload), decode_chroma(payload))
+
+
+def _check(work: Image.Image, query: Image.Image):
+    w = work_thumbnail(_thumb(work))
+    q = _thumb(query)
+    (qh, qw), (wh, ww) = q.grey.shape, w.grey.shape
+    return dense_check(w, q, scale_transform(qw, qh, ww, wh))
+
+
+@pytest.fixture(scope="module")
+def work() -> Image.Image:
+    return make_image(21, SIZE)
+
+
+def _sibling(work: Image.Image, other: Image.Image, box: tuple[int, int, int, int]):
+    """The work with one region replaced by another picture's: a template sibling."""
+    out = work.copy()
+    out.paste(other.crop(box), box[:2])
+    return out
+
+
+def test_thumbnail_payload_round_trip():
+    a = (np.arange(12 * 7) % 256).astype(np.uint8).reshape(7, 12)
+    c = np.stack([a[::2, ::2], 255 - a[::2, ::2]], axis=2)
+    payload = encode_thumb(a, c)
+    assert np.array_equal(decode_thumb(payload), a)
+    assert np.array_equal(decode_chroma(payload), c)
+    assert decode_chroma(encode_thumb(a)) is None
+    with pytest.raises(ValueError):
+        decode_thumb({"v": 1, "w": 5, "h": 5, "px": payload["px"]})
+
+
+def test_thumbnail_in_fingerprint_keeps_aspect(work):
+    t = fingerprint_image(to_bytes(work)).extra["thumb"]
+    assert (t["w"], t["h"], t["cw"], t["ch"]) == (128, 96, 32, 24)
+    assert work_thumbnail(Thumb(decode_thumb(t))).grey.shape == (48, 64)
+
+
+@pytest.mark.parametrize(
+    "name", ["resize_third", "jpeg_q20", "brightness_contrast", "grayscale", "blur_noise"]
+)
+def test_benign_copies_agree(work, name):
+    d = _check(work, transform(work, name, seed=3))
+    assert d.agree >= 0.95, d
+    assert _dense_accepts(d)
+
+
+def test_small_rotation_is_absorbed_by_refinement(work):
+    d = _check(work, transform(work, "rotate_4", seed=3))
+    assert d.agree >= 0.9, d
+
+
+def test_caption_band_is_discounted(work):
+    d = _check(work, transform(work, "caption_banner", seed=3))
+    assert d.band == "bottom"
+    assert d.agree < DENSE_ACCEPT <= d.agree_band, d
+
+
+def test_sibling_differing_in_the_middle_is_refused(work):
+    w, h = SIZE
+    sib = _sibling(work, make_image(22, SIZE), (w // 4, h // 4, 3 * w // 4, 3 * h // 4))
+    d = _check(work, sib)
+    assert not _dense_accepts(d), d
+    assert d.agree_band < 0.8
+
+
+def test_unrelated_picture_is_refused(work):
+    d = _check(work, make_image(23, SIZE))
+    assert d.agree < 0.3, d
+
+
+def test_recoloured_sibling_is_refused_grey_copy_is_not(work):
+    """Same drawing, other colours: grey structure agrees, colour does not. A grey copy
+    carries no colour and is judged on structure alone."""
+    a = np.asarray(work)
+    recoloured = Image.fromarray(np.ascontiguousarray(a[:, :, ::-1]))  # RGB -> BGR swap
+    d = _check(work, recoloured)
+    assert d.colour < 0.5, d
+    assert not _dense_accepts(d)
+    g = _check(work, transform(work, "grayscale", seed=1))
+    assert np.isnan(g.colour) and _dense_accepts(g), g
+
+
+def _sign(symbol: str) -> Image.Image:
+    """A road-sign-like template: red triangle frame, a black symbol inside."""
+    im = Image.new("RGB", (400, 360), (255, 255, 255))
+    d = ImageDraw.Draw(im)
+    d.polygon([(200, 20), (380, 340), (20, 340)], outline=(200, 0, 0), width=28)
+    if symbol == "arrow":
+        d.rectangle((185, 150, 215, 290), fill=(0, 0, 0))
+        d.polygon([(150, 160), (250, 160), (200, 110)], fill=(0, 0, 0))
+    else:
+        d.ellipse((150, 170, 250, 270), outline=(0, 0, 0), width=18)
+    return im
+
+
+def test_sibling_sign_with_another_symbol_is_refused():
+    """Same template, another symbol: the frame agrees, the grey levels of the symbol do
+    not. A copy of the sign is accepted."""
+    d = _check(_sign("arrow"), _sign("ring"))
+    assert d.diff > 0.05, d
+    assert not _dense_accepts(d)
+    copy = _check(_sign("arrow"), transform(_sign("arrow"), "jpeg_q20", seed=1))
+    assert copy.diff < 0.02 and _dense_accepts(copy), copy
+
+
+def test_crop_compared_through_its_transform(work):
+    w, h = SIZE
+    crop = work.crop((w // 5, h // 5, 4 * w // 5, 4 * h // 5))
+    wt = work_thumbnail(_thumb(work))
+    qt = _thumb(crop)
+    # query thumbnail px -> work thumbnail px: scale to the crop's size, shift to its corner
+    s = (0.6 * wt.grey.shape[1]) / qt.grey.shape[1]
+    A = np.array([[s, 0, 0.2 * wt.grey.shape[1]], [0, s, 0.2 * wt.grey.shape[0]]])
+    d = dense_check(wt, qt, A)
+    assert d.overlap == pytest.approx(0.36, abs=0.05)
+    assert d.agree >= 0.9, d
+    shifted = A.copy()
+    shifted[0, 2] += 0.15 * wt.grey.shape[1]  # a wrong alignment must not agree
+    assert dense_check(wt, qt, shifted).agree < 0.5
+
+
+def test_index_refuses_a_sibling_the_hashes_propose(work):
+    """A template sibling close in pHash is not reported; the real copy still is."""
+    w, h = SIZE
+    idx = ImageIndex()
+    idx.add("work", fingerprint_image(to_bytes(work)))
+    sib = _sibling(work, make_image(24, SIZE), (w // 4, h // 4, 3 * w // 4, 3 * h // 4))
+    assert idx.search(fingerprint_image(to_bytes(sib))) == []
+    hits = idx.search(fingerprint_image(to_bytes(transform(work, "jpeg_q20", seed=1), "PNG")))
+    assert [h.work_id for h in hits] == ["work"]
+    assert hits[0].evidence["verified"] == "dense"
+    assert hits[0].evidence["dense_agree"] >= 0.95

@@ -132,6 +132,40 @@ def test_accepts_dict_fingerprint_and_reports_memory(works):
     assert ImageIndex().search(fps[wid]) == []
 
 
+def _without_thumb(fp):
+    d = fp.model_dump()
+    d["extra"].pop("thumb", None)
+    return d
+
+
+@pytest.mark.parametrize("name", ["jpeg_q20", "crop_10", "mirror"])
+def test_fingerprints_without_thumbnail_still_match(works, name):
+    """Works registered before the thumbnail signal existed (older registry records) are
+    verified by the ORB/hash rules instead of the dense check, and still match."""
+    images, fps = works
+    idx = ImageIndex()
+    for wid, fp in fps.items():
+        idx.add(wid, _without_thumb(fp))
+    wid = next(iter(fps))
+    data, _ext = transform_bytes(images[wid], name, seed=5)
+    hits = idx.search(fingerprint_image(data))
+    assert hits and hits[0].work_id == wid
+    assert "dense_agree" not in hits[0].evidence
+    for seed in UNRELATED_SEEDS[:4]:
+        assert idx.search(fingerprint_image(to_bytes(make_image(seed, SIZE)))) == []
+
+
+def test_dense_evidence_reported(index, works):
+    images, _ = works
+    wid = f"work-{WORK_SEEDS[2]}"
+    data, _ext = transform_bytes(images[wid], "caption_banner", seed=2)
+    hit = index.search(fingerprint_image(data))[0]
+    assert hit.work_id == wid
+    assert hit.evidence["verified"] == "dense" or "orb_inliers" in hit.evidence
+    assert hit.evidence["dense_agree_band"] >= 0.8
+    assert hit.evidence["dense_band"] == "bottom"
+
+
 def test_thread_safety_smoke(works):
     _, fps = works
     idx = ImageIndex()

@@ -201,10 +201,14 @@ def _envelope_diff(w: np.ndarray, q: np.ndarray, core: np.ndarray) -> np.ndarray
         return np.zeros_like(core)
     # Trimmed least squares: an overlay (caption banner) must not bend the global fit.
     sel = np.ones(len(wv), bool)
+    a, b = 1.0, float(np.median(qv - wv))
     for _ in range(3):
-        if sel.sum() < 8 or float(wv[sel].std()) < 1e-3:
+        ws, qs = wv[sel], qv[sel]
+        var = float(ws.var()) if len(ws) >= 8 else 0.0
+        if var < 1.0:  # (nearly) flat: an offset is all a fit can say
             break
-        a, b = np.polyfit(wv[sel], qv[sel], 1)
+        a = float(((ws - ws.mean()) * (qs - qs.mean())).mean() / var)
+        b = float(qs.mean() - a * ws.mean())
         r = np.abs(qv - (a * wv + b))
         sel = r <= np.percentile(r, 70)
     if not (0.2 < a < 5):  # inverted or flattened: no brightness/contrast change explains it

@@ -54,28 +54,31 @@ ORB_MIN_SIDE = 320  # ... and at least this long (small images are enlarged)
 ORB_FEATURES = 500  # keypoints kept per image (descriptor payload = 32 B each)
 ORB_DETECT = 2000  # candidates detected before spreading them over the image
 ORB_GRID = 4  # 4 x 4 cells, ORB_FEATURES // 16 strongest per cell first
+ORB_FAST = 7  # FAST corner threshold (grey levels) ...
+ORB_FAST_LOW = 2  # ... lowered when it finds fewer than ORB_FEATURES corners (icons, smooth
+# photos, a crop of one: 20-50 keypoints at 7, 150-300 at 2)
 TRIM_MIN_FRACTION = 0.03  # a border thinner than 3 % of a side is not trimmed
 
 # Pillow's own guard raises DecompressionBombError at 2x this; we refuse above it ourselves.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
-_orb = None
+_orbs: dict[int, object] = {}
 
 
-def _get_orb():
-    global _orb
-    if _orb is None:
+def _get_orb(fast_threshold: int = ORB_FAST):
+    orb = _orbs.get(fast_threshold)
+    if orb is None:
         cv2.setNumThreads(1)  # the process pool gives parallelism; avoid oversubscription
-        _orb = cv2.ORB_create(
+        orb = _orbs[fast_threshold] = cv2.ORB_create(
             nfeatures=ORB_DETECT,
             scaleFactor=1.2,
             nlevels=8,
             edgeThreshold=19,
             patchSize=19,
-            fastThreshold=7,
+            fastThreshold=fast_threshold,
         )
-    return _orb
+    return orb
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,6 +290,9 @@ def orb_features(rgb: Image.Image, nfeatures: int = ORB_FEATURES) -> dict | None
     gray = np.asarray(small.convert("L"))
     orb = _get_orb()
     kps = list(orb.detect(gray, None))
+    if len(kps) < nfeatures:
+        orb = _get_orb(ORB_FAST_LOW)
+        kps = list(orb.detect(gray, None))
     kps = _spread(kps, gray.shape, nfeatures)
     if not kps:
         return None

@@ -239,8 +239,9 @@ def _score_global(d: int, thr: int) -> float:
 class ImageIndex:
     """MediaIndex for images: global hashes (exact FAISS flat) + ORB/RANSAC second tier."""
 
-    def __init__(self, use_orb: bool = True) -> None:
+    def __init__(self, use_orb: bool = True, use_dense: bool = True) -> None:
         self.use_orb = use_orb
+        self.use_dense = use_dense  # False: hash/ORB rules only (no thumbnails kept)
         self._lock = threading.RLock()
         self._reset()
 
@@ -274,7 +275,7 @@ class ImageIndex:
         quality = int(extra.get("pdq_quality", 100) or 0)
         orb = extra.get("orb") if self.use_orb else None
         decoded = decode_orb(orb) if orb else None
-        thumb = _thumb_or_none(extra.get("thumb"))
+        thumb = _thumb_or_none(extra.get("thumb")) if self.use_dense else None
         small = work_thumbnail(thumb) if thumb is not None else None
         with self._lock:
             if work_id in self._slot_of:

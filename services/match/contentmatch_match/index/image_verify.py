@@ -41,6 +41,7 @@ MIN_STD = 6.0  # local grey std below which a pixel is flat (on both sides: not 
 AGREE_ZNCC = 0.5  # local ZNCC above which a textured pixel agrees
 DIFF_GREY = 48.0  # grey levels outside the neighbour envelope that make a pixel differ
 MIN_CHROMA = 6.0  # mean chroma magnitude below which an image counts as grey
+CLIP_LOW, CLIP_HIGH = 6.0, 249.0  # grey levels at which a query pixel counts as clipped
 BAND = 0.3  # widest edge band (share of the side) that may be discounted as an overlay
 ECC_ITERS = 30
 
@@ -262,7 +263,10 @@ def _compare(wp: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> DenseCheck
     w, q = wp[:, :, 0], warped[:, :, 0]
     core = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     zncc, sw, sq = _local_zncc(w, q, mask)
-    info = core & ((sw > MIN_STD) | (sq > MIN_STD))
+    # Where the query is flat and clipped to black or white, a brightness/contrast change has
+    # erased whatever faint texture the work had there: no evidence either way.
+    clipped = (sq <= MIN_STD) & ((q >= CLIP_HIGH) | (q <= CLIP_LOW))
+    info = core & ((sw > MIN_STD) | (sq > MIN_STD)) & ~clipped
     n_info = int(info.sum())
     share_info = n_info / max(int(core.sum()), 1)
     if n_info < 0.02 * core.size:

@@ -113,6 +113,8 @@ DENSE_ACCEPT = 0.8  # agreeing share of textured pixels (worst edge band discoun
 DENSE_MIN_AGREE = 0.5  # ... and without the discount
 DENSE_MAX_DIFF = 0.03  # textured pixels whose grey level differs (the band discounted)
 DENSE_MIN_COLOUR = 0.8  # chroma cosine when both sides have colour
+DENSE_MAX_DIFF_PDQ = 0.08  # ... and the limits when PDQ is within HMA's threshold (<= 31)
+DENSE_MIN_COLOUR_PDQ = 0.7
 DENSE_MIN_OVERLAP = 0.25  # share of the work the query must show (a 60 % crop shows 0.36)
 ORB_MIN_INLIERS_DENSE = 8  # ORB inliers that suffice when the dense check confirms
 COMPACT_RATIO = 0.25  # rebuild FAISS once tombstones exceed this share of rows
@@ -456,7 +458,9 @@ class ImageIndex:
             if dense is not None:
                 # The thumbnails settle it: ORB and the hash rules only decide without them.
                 ev.update(dense.as_evidence())
-                if not _dense_accepts(dense):
+                # Within HMA's PDQ threshold the hashes already say "same picture": the grey
+                # levels may then differ more (a tone curve, clipping, blur on thin lines).
+                if not _dense_accepts(dense, pdq_close=qd <= PDQ_ALONE and qm >= PDQ_MIN_QUALITY):
                     continue
                 sig = "phash" if p <= qd / 4 else "pdq"
                 score = _score_dense(
@@ -659,15 +663,20 @@ def _hash_rules(p: int, qd: int, d: int, quality: int) -> bool:
     return p <= 14 and qd <= 70 and d <= 18
 
 
-def _dense_accepts(d: DenseCheck) -> bool:
+def _dense_accepts(d: DenseCheck, pdq_close: bool = False) -> bool:
     """The aligned query reproduces the work wherever both are textured, in structure, grey
     levels and colour (an edge band may be an overlay)."""
+    max_diff, min_colour = (
+        (DENSE_MAX_DIFF_PDQ, DENSE_MIN_COLOUR_PDQ)
+        if pdq_close
+        else (DENSE_MAX_DIFF, DENSE_MIN_COLOUR)
+    )
     return (
         d.overlap >= DENSE_MIN_OVERLAP
         and d.agree_band >= DENSE_ACCEPT
         and d.agree >= DENSE_MIN_AGREE
-        and d.diff <= DENSE_MAX_DIFF
-        and not (d.colour < DENSE_MIN_COLOUR)  # NaN (a grey side) does not refuse
+        and d.diff <= max_diff
+        and not (d.colour < min_colour)  # NaN (a grey side) does not refuse
     )
 
 

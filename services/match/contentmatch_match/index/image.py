@@ -444,16 +444,9 @@ class ImageIndex:
         ranked = sorted(cand_best.items(), key=lambda kv: kv[1][0])[:GLOBAL_VERIFY_TOP]
         for k, (_comb, name, p, qd, d, qm) in ranked:
             slot = int(c[k])
-            strong = _strong_global(p, qd, d, qm)
             ev: dict[str, object] = {"phash": p, "pdq": qd, "dhash": d}
             ev.update(variant=name or "original", pdq_quality=qm)
-            can_verify = (
-                qorb is not None
-                and name != "mirror"  # ORB descriptors are not mirror invariant
-                and len(qorb[0]) >= ORB_MIN_VOTES
-                and self._slot_orb[slot] is not None
-                and self._slot_orb[slot][1] >= ORB_MIN_VOTES
-            )
+            sig = "phash" if p <= qd / 4 else "pdq"
             dense = self._dense_global(q, slot, name)
             if dense is not None:
                 # The thumbnails settle it: ORB and the hash rules only decide without them.
@@ -462,34 +455,32 @@ class ImageIndex:
                 # levels may then differ more (a tone curve, clipping, blur on thin lines).
                 if not _dense_accepts(dense, pdq_close=qd <= PDQ_ALONE and qm >= PDQ_MIN_QUALITY):
                     continue
-                sig = "phash" if p <= qd / 4 else "pdq"
                 score = _score_dense(
                     dense, max(_score_global(p, CAND_PHASH), _score_global(qd, CAND_PDQ))
                 )
                 ev["verified"] = "dense"
-                dist = p if sig.startswith("phash") else qd
-                if name:
-                    sig = f"{sig}_{name}"
-                prev = best.get(slot)
-                if prev is None or score > prev[0]:
-                    best[slot] = (score, sig, dist, ev)
-                continue
-            inl = self._verify_slot(qorb, slot) if can_verify else None
-            if inl is not None:
-                ev["orb_inliers"] = inl
-            if inl is not None and inl >= GLOBAL_ORB_INLIERS:
-                sig = "phash" if p <= qd / 4 else "pdq"
-                score = max(_score_global(p, CAND_PHASH), _score_global(qd, CAND_PDQ))
-                ev["verified"] = "orb"
-            elif strong or (
-                _hash_rules(p, qd, d, qm) and (inl is None or inl >= GLOBAL_ORB_REFUTE)
-            ):
-                sig = "phash" if p <= qd / 4 else "pdq"
-                score = max(_score_global(p, PHASH_ALONE), _score_global(qd, PDQ_ALONE))
-                ev["verified"] = "hashes"
             else:
-                continue
-            dist = p if sig.startswith("phash") else qd
+                can_verify = (
+                    qorb is not None
+                    and name != "mirror"  # ORB descriptors are not mirror invariant
+                    and len(qorb[0]) >= ORB_MIN_VOTES
+                    and self._slot_orb[slot] is not None
+                    and self._slot_orb[slot][1] >= ORB_MIN_VOTES
+                )
+                inl = self._verify_slot(qorb, slot) if can_verify else None
+                if inl is not None:
+                    ev["orb_inliers"] = inl
+                if inl is not None and inl >= GLOBAL_ORB_INLIERS:
+                    score = max(_score_global(p, CAND_PHASH), _score_global(qd, CAND_PDQ))
+                    ev["verified"] = "orb"
+                elif _strong_global(p, qd, d, qm) or (
+                    _hash_rules(p, qd, d, qm) and (inl is None or inl >= GLOBAL_ORB_REFUTE)
+                ):
+                    score = max(_score_global(p, PHASH_ALONE), _score_global(qd, PDQ_ALONE))
+                    ev["verified"] = "hashes"
+                else:
+                    continue
+            dist = p if sig == "phash" else qd
             if name:
                 sig = f"{sig}_{name}"
             prev = best.get(slot)
@@ -530,8 +521,7 @@ class ImageIndex:
         elif variant == "trim" and q.trim_box is not None:
             qt = qt.cropped(q.trim_box)
         (qh, qw), (wh, ww) = qt.grey.shape, wt.grey.shape
-        check = dense_check(wt, qt, scale_transform(qw, qh, ww, wh))
-        return check if check.informative >= DENSE_MIN_INFORMATIVE else None
+        return _decisive(dense_check(wt, qt, scale_transform(qw, qh, ww, wh)))
 
     def _dense_orb(
         self, q_thumb: Thumb | None, slot: int, M: np.ndarray, qw: int, qh: int
@@ -546,8 +536,7 @@ class ImageIndex:
         to_orb = np.diag([qw / q_thumb.grey.shape[1], qh / q_thumb.grey.shape[0], 1.0])
         to_thumb = np.diag([wt.grey.shape[1] / ww, wt.grey.shape[0] / wh, 1.0])
         A = (to_thumb @ np.vstack([M, [0, 0, 1]]) @ to_orb)[:2]
-        check = dense_check(wt, q_thumb, A)
-        return check if check.informative >= DENSE_MIN_INFORMATIVE else None
+        return _decisive(dense_check(wt, q_thumb, A))
 
     def _verify_slot(self, qorb, slot: int) -> int | None:
         """Geometric check of one global candidate: ORB inliers of a similarity transform
@@ -661,6 +650,11 @@ def _hash_rules(p: int, qd: int, d: int, quality: int) -> bool:
     if p <= PHASH_ALONE or (qd <= PDQ_ALONE and quality >= PDQ_MIN_QUALITY):
         return True
     return p <= 14 and qd <= 70 and d <= 18
+
+
+def _decisive(check: DenseCheck) -> DenseCheck | None:
+    """A dense check on too little texture decides nothing (the older rules then apply)."""
+    return check if check.informative >= DENSE_MIN_INFORMATIVE else None
 
 
 def _dense_accepts(d: DenseCheck, pdq_close: bool = False) -> bool:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 
 from contentmatch_fingerprint.signals.image import fingerprint_image
 from contentmatch_match.index.image import ImageIndex
+from tests.fixtures.flat_images import make_flat_wallpaper, make_plain_gradient
 from tests.fixtures.images import (
     BENIGN_TRANSFORMS,
     HARD_TRANSFORMS,
@@ -206,3 +208,75 @@ def test_thread_safety_smoke(works):
     assert len(idx) == len(items)
     for wid, fp in items:
         assert idx.search(fp)[0].work_id == wid
+
+
+def test_flat_wallpapers_match_their_copies_only():
+    """Near-flat wallpapers: every benign copy matches its own work (faint detail checked),
+    the same gradient with other shapes does not, and plain gradients (nothing identifiable)
+    match nothing, not even their own copies."""
+    idx = ImageIndex()
+    for s in range(4):
+        idx.add(f"wall-{s}", fingerprint_image(to_bytes(make_flat_wallpaper(s))))
+        idx.add(f"plain-{s}", fingerprint_image(to_bytes(make_plain_gradient(s))))
+    for s in range(4):
+        for name in BENIGN_TRANSFORMS:
+            data, _ext = transform_bytes(make_flat_wallpaper(s), name, seed=s)
+            hits = idx.search(fingerprint_image(data))
+            assert [h.work_id for h in hits] == [f"wall-{s}"], (s, name, hits)
+        other = make_flat_wallpaper(s, shapes_seed=50 + s)
+        assert idx.search(fingerprint_image(to_bytes(other))) == []
+        data, _ext = transform_bytes(make_plain_gradient(s), "jpeg_q75", seed=s)
+        assert idx.search(fingerprint_image(data)) == []
+
+
+def _far(code: str) -> str:
+    """The bitwise complement of a hex hash: as far as a hash can be."""
+    return bytes(b ^ 0xFF for b in bytes.fromhex(code)).hex()
+
+
+def test_dhash_proposes_when_phash_and_pdq_flip(works):
+    """Symmetric patterns put pHash/PDQ coefficients at their median, where re-encoding flips
+    them (pattern-x-hatch-1 of openclipart: pHash 26 bits after JPEG q75, dHash 3). Simulated
+    here by flipping every pHash/PDQ bit of a copy: dHash alone proposes the work, the dense
+    check confirms it. A stranger carrying the work's dHash is proposed too, and refused."""
+    images, fps = works
+    idx = ImageIndex()
+    for wid, fp in fps.items():
+        idx.add(wid, fp)
+    wid = next(iter(fps))
+    q = fingerprint_image(transform_bytes(images[wid], "jpeg_q75", seed=1)[0]).model_dump()
+    q["hashes"]["phash"], q["hashes"]["pdq"] = _far(q["hashes"]["phash"]), _far(q["hashes"]["pdq"])
+    v = q["extra"]["variants"]
+    for key in ("phash_mirror", "phash_trim", "pdq_trim"):
+        if key in v:
+            v[key] = _far(v[key])
+    v["pdq_dihedral"] = ",".join(_far(h) for h in v["pdq_dihedral"].split(","))
+    hits = idx.search(q, second_tier="never")
+    assert [h.work_id for h in hits] == [wid]
+    assert hits[0].signal == "dhash" and hits[0].evidence["verified"] == "dense"
+    assert hits[0].distance == hits[0].evidence["dhash"] <= 10
+    stranger = fingerprint_image(to_bytes(make_image(UNRELATED_SEEDS[0], SIZE))).model_dump()
+    stranger["hashes"]["dhash"] = fps[wid].hashes["dhash"]
+    assert idx.search(stranger, second_tier="never") == []
+
+
+def test_add_hash_codes_bulk(works):
+    """The scale benchmark's bulk path: hash-only works are found by their codes, verified
+    by the hash rules (no thumbnail), and ids stay unique."""
+    _, fps = works
+    fp = next(iter(fps.values()))
+    idx = ImageIndex()
+    idx.add("real", fp)
+    codes = {k: bytes.fromhex(fp.hashes[k]) for k in ("phash", "dhash", "pdq")}
+    rows = {k: np.frombuffer(v, np.uint8)[None].repeat(2, 0) for k, v in codes.items()}
+    rows["phash"][1] ^= 0xFF  # the second work is far from everything
+    rows["pdq"][1] ^= 0xFF
+    rows["dhash"][1] ^= 0xFF
+    idx.add_hash_codes(["bulk-0", "bulk-1"], rows["phash"], rows["dhash"], rows["pdq"])
+    assert len(idx) == 3
+    found = {h.work_id for h in idx.search(fp, second_tier="never")}
+    assert found == {"real", "bulk-0"}
+    with pytest.raises(ValueError):
+        idx.add_hash_codes(["bulk-0"], rows["phash"][:1], rows["dhash"][:1], rows["pdq"][:1])
+    with pytest.raises(ValueError):
+        idx.add_hash_codes(["x"], rows["phash"], rows["dhash"][:1], rows["pdq"][:1])

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 
 from contentmatch_fingerprint.signals.image import fingerprint_image, grey_thumbnail
 from contentmatch_match.index.image import DENSE_ACCEPT, ImageIndex, _dense_accepts
@@ -15,6 +17,7 @@ from contentmatch_match.index.image_verify import (
     work_thumbnail,
 )
 from contentmatch_shared.thumb_payload import decode_chroma, decode_thumb, encode_thumb
+from tests.fixtures.flat_images import make_flat_wallpaper, make_plain_gradient
 from tests.fixtures.images import make_image, to_bytes, transform
 
 pytestmark = pytest.mark.unit
@@ -158,3 +161,33 @@ def test_index_refuses_a_sibling_the_hashes_propose(work):
     assert [h.work_id for h in hits] == ["work"]
     assert hits[0].evidence["verified"] == "dense"
     assert hits[0].evidence["dense_agree"] >= 0.95
+
+
+def test_flat_wallpaper_is_decided_by_its_faint_detail():
+    """Two near-flat pictures have no texture to compare; the faint shapes over the gradient
+    decide: a copy's correlate, other shapes over the same gradient do not, and a plain
+    gradient has none to offer (undecided, so refused by the index's rule)."""
+    work = make_flat_wallpaper(3)
+    copy = _check(work, transform(work, "jpeg_q20", seed=3))
+    assert copy.flat and copy.smooth >= 0.85, copy
+    assert _dense_accepts(copy)
+    assert copy.as_evidence()["dense_smooth"] >= 0.85
+    other = _check(work, make_flat_wallpaper(3, shapes_seed=77))
+    assert other.flat and other.smooth < 0.5, other
+    assert not _dense_accepts(other)
+    plain = make_plain_gradient(3)
+    d = _check(plain, transform(plain, "jpeg_q75", seed=3))
+    assert math.isnan(d.smooth) and not _dense_accepts(d)
+
+
+def test_steep_gradients_in_the_same_direction_do_not_agree():
+    """Structure is compared beyond each side's smooth gradient: two different pictures that
+    share a steep gradient (grey, so colour cannot tell them apart) are not a copy."""
+    a = ImageOps.grayscale(make_flat_wallpaper(5)).convert("RGB")
+    arr = np.asarray(a, np.float32)
+    steep = np.linspace(-60, 60, arr.shape[1], dtype=np.float32)[None, :, None]
+    a = Image.fromarray(np.clip(arr + steep, 0, 255).astype(np.uint8))
+    b = np.asarray(ImageOps.grayscale(make_flat_wallpaper(5, shapes_seed=9)), np.float32)
+    b = Image.fromarray(np.clip(b[..., None] + steep, 0, 255).astype(np.uint8).repeat(3, 2))
+    assert not _dense_accepts(_check(a, b))
+    assert _dense_accepts(_check(a, transform(a, "blur_noise", seed=1)))

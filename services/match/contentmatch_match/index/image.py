@@ -1,22 +1,24 @@
 """ImageIndex: two-tier image matching over FAISS binary indexes.
 
 Tier 1, global hashes (fast path: resized, re-encoded, recoloured, mirrored, bordered copies)
-    Every registered work contributes its canonical pHash (64 bit) and PDQ (256 bit) to one
-    ``faiss.IndexBinaryFlat`` each; dHash is kept in the side table for corroboration only.
-    A query searches with its variants (original, mirrored, border-trimmed; PDQ also with its
-    8 dihedral rotations) using ``range_search`` at the loosest radius of the decision rules,
-    then the best candidates are verified by the dense check of ``image_verify`` (the query's
-    thumbnail, aligned as the variant says, must reproduce the work's thumbnail in structure,
-    grey levels and colour). Fingerprints without thumbnails (older payloads) fall back to ORB
-    agreement or to all three hashes close. See the thresholds below for why hashes alone are
-    not enough.
+    Every registered work contributes its canonical pHash (64 bit), PDQ (256 bit) and dHash
+    (64 bit) to one ``faiss.IndexBinaryFlat`` each. A query searches with its variants
+    (original, mirrored, border-trimmed; PDQ also with its 8 dihedral rotations) using
+    ``range_search`` at the loosest radius of the decision rules (dHash: a k-NN search when
+    those find nothing, see CAND_DHASH), then the best candidates are verified by the dense
+    check of ``image_verify`` (the query's thumbnail, aligned as the variant says, must
+    reproduce the work's thumbnail in structure, grey levels and colour; two near-flat
+    pictures in their faint detail).
+    Fingerprints without thumbnails (older payloads) fall back to ORB agreement or to all
+    three hashes close. See the thresholds below for why hashes alone are not enough.
 
     Why IndexBinaryFlat: it is *exact* (a near duplicate at distance 14 is always returned,
     an approximate index that misses it is a false negative) and it is fast enough: a brute
     force popcount scan of 1,000,000 codes takes ~0.5 ms for 64-bit and ~1 ms for 256-bit codes
-    on this machine (see ``bench/image_bench.py``). IndexBinaryMultiHash is exact only with
-    enough bit flips (nflip >= radius / nhash) and was 20x *slower* at the radii we need
-    (measured ~20 ms with 4x16-bit tables, nflip=3); IndexBinaryHash/IVF/HNSW are approximate.
+    on this machine (see ``bench/image_bench.py``; the dHash k-NN scan is exact too).
+    IndexBinaryMultiHash is exact only with enough bit flips (nflip >= radius / nhash) and
+    was 20x *slower* at the radii we need (measured ~20 ms with 4x16-bit tables, nflip=3);
+    IndexBinaryHash/IVF/HNSW are approximate.
 
 Tier 2, ORB local features (crops, rotations, captions, canvases)
     ORB descriptors (32 bytes) of all works live in one ``IndexBinaryFlat``; a query's
@@ -78,7 +80,9 @@ from contentmatch_shared.thumb_payload import decode_chroma, decode_thumb
 # image_verify decides: the aligned query must cover DENSE_MIN_OVERLAP of the work, agree in
 # structure on DENSE_ACCEPT of the textured pixels (an edge band discounted; DENSE_MIN_AGREE
 # without), differ in grey level on at most DENSE_MAX_DIFF of them and, when both have colour,
-# keep its colours (chroma cosine >= DENSE_MIN_COLOUR).
+# keep its colours (chroma cosine >= DENSE_MIN_COLOUR). Two near-flat pictures (gradient
+# wallpapers) have no texture to agree on: the faint detail over their gradients must
+# correlate (FLAT_MIN_CORR); a plain gradient has none and matches nothing.
 # Without thumbnails (fingerprints from before the signal existed) the older rules apply:
 #   * ORB confirms geometrically (>= 16 RANSAC inliers of a similarity transform), or
 #   * all three hashes are close (pHash <= 4, PDQ <= 31, dHash <= 10), or
@@ -105,10 +109,17 @@ CAND_PDQ = 70
 GLOBAL_VERIFY_TOP = 8  # ... the best 8 of them by pHash + PDQ / 4 ...
 GLOBAL_ORB_INLIERS = 16  # ... with ORB: this many inliers of a similarity transform (as tier 2)
 GLOBAL_ORB_REFUTE = 8  # fewer inliers than this with ORB on both sides: hashes are overruled
+# Symmetric patterns and smooth gradients put pHash/PDQ coefficients near their median,
+# where re-encoding flips them (openclipart's pattern-x-hatch-1: pHash 26 bits after JPEG q75)
+# while dHash moves by 2-10 bits; so dHash proposes candidates too (k-NN search) when the
+# pHash/PDQ candidates yield no match:
+CAND_DHASH = 10  # dHash distance of a proposed candidate ...
+DHASH_KNN = 8  # ... among the nearest 8 works (a range search drowns in blank pages) ...
+DHASH_VERIFY_TOP = 2  # ... of which the 2 nearest are verified
+DHASH_MIN_BITS = 8  # a query dHash with fewer set (or unset) bits is a blank page: not used
 STRICT_PHASH = 4  # without a geometric check (mirror, no keypoints): all three hashes close
 STRICT_PDQ = 31
 STRICT_DHASH = 10
-DENSE_MIN_INFORMATIVE = 0.02  # thumbnails with less texture than this decide nothing
 DENSE_ACCEPT = 0.8  # agreeing share of textured pixels (worst edge band discounted) ...
 DENSE_MIN_AGREE = 0.5  # ... and without the discount
 DENSE_MAX_DIFF = 0.03  # textured pixels whose grey level differs (the band discounted)
@@ -117,6 +128,7 @@ DENSE_MAX_DIFF_PDQ = 0.08  # ... and the limits when PDQ is within HMA's thresho
 DENSE_MIN_COLOUR_PDQ = 0.7
 DENSE_MIN_OVERLAP = 0.25  # share of the work the query must show (a 60 % crop shows 0.36)
 ORB_MIN_INLIERS_DENSE = 8  # ORB inliers that suffice when the dense check confirms
+FLAT_MIN_CORR = 0.85  # both flat (gradient wallpapers): their faint detail correlates this well
 COMPACT_RATIO = 0.25  # rebuild FAISS once tombstones exceed this share of rows
 
 _PDQ_MIRROR_INDEX = 5  # in pdqhash.compute_dihedral order, 5 = left-right mirror (measured)
@@ -260,6 +272,7 @@ class ImageIndex:
         self._slot_of: dict[str, int] = {}
         self._fx_phash = faiss.IndexBinaryFlat(64)
         self._fx_pdq = faiss.IndexBinaryFlat(256)
+        self._fx_dhash = faiss.IndexBinaryFlat(64)  # zeros for works without dHash (filtered)
         self._fx_orb = faiss.IndexBinaryFlat(256)
         self._orb_slot = _Grow(1, np.int32)
         self._orb_kp = _Grow(2, np.float32)
@@ -290,6 +303,7 @@ class ImageIndex:
             self._quality.append(np.array([[quality]], np.int16))
             self._fx_phash.add(ph[None])
             self._fx_pdq.add(pq[None])
+            self._fx_dhash.add(dh_codes[None])
             self._alive.append(np.ones((1, 1), np.bool_))
             self._slot_work.append(work_id)
             self._slot_of[work_id] = slot
@@ -302,6 +316,32 @@ class ImageIndex:
                 self._slot_orb.append((start, len(desc), w, h))
             else:
                 self._slot_orb.append(None)
+
+    def add_hash_codes(
+        self, work_ids: list[str], phash: np.ndarray, dhash: np.ndarray, pdq: np.ndarray
+    ) -> None:
+        """Bulk-add works known by their global hash codes only (uint8 rows of 8, 8 and 32
+        bytes; no ORB, no thumbnail): the million-work scale benchmark builds its index
+        this way in seconds. New ids only."""
+        n = len(work_ids)
+        if not (len(phash) == len(dhash) == len(pdq) == n):
+            raise ValueError("one row of each code per work id")
+        with self._lock:
+            if any(w in self._slot_of for w in work_ids):
+                raise ValueError("add_hash_codes only adds new work ids")
+            base = len(self._slot_work)
+            for grow, codes in ((self._phash, phash), (self._dhash, dhash), (self._pdq, pdq)):
+                grow.append(np.ascontiguousarray(codes, dtype=np.uint8))
+            self._has_dhash.append(np.ones((n, 1), np.bool_))
+            self._quality.append(np.full((n, 1), 100, np.int16))
+            self._alive.append(np.ones((n, 1), np.bool_))
+            self._fx_phash.add(np.ascontiguousarray(phash, dtype=np.uint8))
+            self._fx_pdq.add(np.ascontiguousarray(pdq, dtype=np.uint8))
+            self._fx_dhash.add(np.ascontiguousarray(dhash, dtype=np.uint8))
+            self._slot_work.extend(work_ids)
+            self._slot_of.update((w, base + j) for j, w in enumerate(work_ids))
+            self._slot_orb.extend([None] * n)
+            self._slot_thumb.extend([None] * n)
 
     def remove(self, work_id: str) -> None:
         with self._lock:
@@ -326,6 +366,7 @@ class ImageIndex:
                 + self._orb_kp.nbytes()
                 + self._fx_phash.ntotal * 8
                 + self._fx_pdq.ntotal * 32
+                + self._fx_dhash.ntotal * 8
                 + self._fx_orb.ntotal * 32
             )
             # side table: work id strings, dict and list entries (approximate)
@@ -400,10 +441,43 @@ class ImageIndex:
         if len(phash):
             self._fx_phash.add(np.ascontiguousarray(phash))
             self._fx_pdq.add(np.ascontiguousarray(pdq))
+            self._fx_dhash.add(np.ascontiguousarray(dhash))
 
     def _search_global(self, q: _Query) -> dict[str, IndexHit]:
         if not q.groups and not q.pdq_rot:
             return {}
+        alive = self._alive.view[:, 0]
+        cand = {c for c in self._hash_candidates(q) if alive[c]}
+        best = self._verify_global(q, cand, by_dhash=False)
+        if not best:
+            # dHash only when pHash/PDQ found nothing: its k-NN scan costs ~1 ms at 1M works.
+            dh = {c for c in self._dhash_candidates(q) if alive[c]} - cand
+            best = self._verify_global(q, dh, by_dhash=True)
+        if PDQ_ROTATIONS and q.pdq_rot and q.quality >= PDQ_MIN_QUALITY and cand:
+            rots = np.stack(q.pdq_rot)
+            for slot in sorted(cand):
+                dr = _hamming(rots, self._pdq.view[slot][None])
+                j = int(np.argmin(dr))
+                if dr[j] <= ROT_PDQ:
+                    s = _score_global(int(dr[j]), ROT_PDQ) * 0.95
+                    prev = best.get(slot)
+                    if prev is None or s > prev[0]:
+                        best[slot] = (
+                            s,
+                            "pdq_dihedral",
+                            int(dr[j]),
+                            {"pdq": int(dr[j]), "variant": f"dihedral_{_PDQ_ROT_INDICES[j]}"},
+                        )
+        out = {}
+        for slot, (score, sig, dist, ev) in best.items():
+            wid = self._slot_work[slot]
+            out[wid] = IndexHit(
+                work_id=wid, score=round(score, 4), signal=sig, distance=float(dist), evidence=ev
+            )
+        return out
+
+    def _hash_candidates(self, q: _Query) -> set[int]:
+        """Slots within the candidate radius of pHash (any variant) or PDQ (exact scans)."""
         cand: set[int] = set()
         if q.groups:
             ph = np.stack([g[1] for g in q.groups])
@@ -415,8 +489,21 @@ class ImageIndex:
         pq_list = [g[3] for g in q.groups[:1]] + (q.pdq_rot if PDQ_ROTATIONS else [])
         _lims, _d, ids = self._fx_pdq.range_search(np.stack(pq_list), CAND_PDQ + 1)
         cand.update(ids.tolist())
-        alive = self._alive.view[:, 0]
-        cand = [c for c in cand if alive[c]]
+        return cand
+
+    def _dhash_candidates(self, q: _Query) -> set[int]:
+        """The few nearest slots by dHash (k-NN, not a range: blank pages crowd any radius)."""
+        dh = [g[2] for g in q.groups if g[2] is not None and _informative_dhash(g[2])]
+        if not dh or self._fx_dhash.ntotal == 0:
+            return set()
+        dist, ids = self._fx_dhash.search(np.stack(dh), min(DHASH_KNN, self._fx_dhash.ntotal))
+        return {int(i) for i in ids[dist <= CAND_DHASH] if i >= 0}
+
+    def _verify_global(
+        self, q: _Query, cand: set[int], by_dhash: bool
+    ) -> dict[int, tuple[float, str, int, dict]]:
+        """Verify the best candidates (by pHash + PDQ / 4, or by dHash): slot -> (score,
+        signal, distance, evidence) for those that pass."""
         if not cand:
             return {}
         c = np.array(sorted(cand), dtype=np.int64)
@@ -433,20 +520,26 @@ class ImageIndex:
             dd = np.where(has_d, dd, 0 if gdh is None else dd)
             for k in range(len(c)):
                 p, qd, d = int(dp[k]), int(dq[k]), int(dd[k])
-                if not (p <= CAND_PHASH or qd <= CAND_PDQ):
+                if by_dhash:
+                    if gdh is None or not has_d[k] or d > CAND_DHASH:
+                        continue
+                    comb = float(d)
+                elif p <= CAND_PHASH or qd <= CAND_PDQ:
+                    comb = p + qd / 4.0
+                else:
                     continue
-                comb = p + qd / 4.0
                 prev = cand_best.get(k)
                 if prev is None or comb < prev[0]:
                     cand_best[k] = (comb, name, p, qd, d, int(qmin[k]))
         best: dict[int, tuple[float, str, int, dict]] = {}
         qorb = decode_orb(q.orb) if (self.use_orb and q.orb) else None
-        ranked = sorted(cand_best.items(), key=lambda kv: kv[1][0])[:GLOBAL_VERIFY_TOP]
+        top = DHASH_VERIFY_TOP if by_dhash else GLOBAL_VERIFY_TOP
+        ranked = sorted(cand_best.items(), key=lambda kv: kv[1][0])[:top]
         for k, (_comb, name, p, qd, d, qm) in ranked:
             slot = int(c[k])
             ev: dict[str, object] = {"phash": p, "pdq": qd, "dhash": d}
             ev.update(variant=name or "original", pdq_quality=qm)
-            sig = "phash" if p <= qd / 4 else "pdq"
+            sig = "dhash" if by_dhash else ("phash" if p <= qd / 4 else "pdq")
             dense = self._dense_global(q, slot, name)
             if dense is not None:
                 # The thumbnails settle it: ORB and the hash rules only decide without them.
@@ -480,34 +573,13 @@ class ImageIndex:
                     ev["verified"] = "hashes"
                 else:
                     continue
-            dist = p if sig == "phash" else qd
+            dist = {"phash": p, "pdq": qd}.get(sig, d)
             if name:
                 sig = f"{sig}_{name}"
             prev = best.get(slot)
             if prev is None or score > prev[0]:
                 best[slot] = (score, sig, dist, ev)
-        if PDQ_ROTATIONS and q.pdq_rot and q.quality >= PDQ_MIN_QUALITY:
-            rots = np.stack(q.pdq_rot)
-            for k in range(len(c)):
-                dr = _hamming(rots, cpq[k][None])
-                j = int(np.argmin(dr))
-                if dr[j] <= ROT_PDQ:
-                    s = _score_global(int(dr[j]), ROT_PDQ) * 0.95
-                    prev = best.get(int(c[k]))
-                    if prev is None or s > prev[0]:
-                        best[int(c[k])] = (
-                            s,
-                            "pdq_dihedral",
-                            int(dr[j]),
-                            {"pdq": int(dr[j]), "variant": f"dihedral_{_PDQ_ROT_INDICES[j]}"},
-                        )
-        out = {}
-        for slot, (score, sig, dist, ev) in best.items():
-            wid = self._slot_work[slot]
-            out[wid] = IndexHit(
-                work_id=wid, score=round(score, 4), signal=sig, distance=float(dist), evidence=ev
-            )
-        return out
+        return best
 
     def _dense_global(self, q: _Query, slot: int, variant: str) -> DenseCheck | None:
         """Dense check of a global candidate: the same full picture, so the alignment is a
@@ -521,7 +593,7 @@ class ImageIndex:
         elif variant == "trim" and q.trim_box is not None:
             qt = qt.cropped(q.trim_box)
         (qh, qw), (wh, ww) = qt.grey.shape, wt.grey.shape
-        return _decisive(dense_check(wt, qt, scale_transform(qw, qh, ww, wh)))
+        return dense_check(wt, qt, scale_transform(qw, qh, ww, wh))
 
     def _dense_orb(
         self, q_thumb: Thumb | None, slot: int, M: np.ndarray, qw: int, qh: int
@@ -536,7 +608,7 @@ class ImageIndex:
         to_orb = np.diag([qw / q_thumb.grey.shape[1], qh / q_thumb.grey.shape[0], 1.0])
         to_thumb = np.diag([wt.grey.shape[1] / ww, wt.grey.shape[0] / wh, 1.0])
         A = (to_thumb @ np.vstack([M, [0, 0, 1]]) @ to_orb)[:2]
-        return _decisive(dense_check(wt, q_thumb, A))
+        return dense_check(wt, q_thumb, A)
 
     def _verify_slot(self, qorb, slot: int) -> int | None:
         """Geometric check of one global candidate: ORB inliers of a similarity transform
@@ -652,14 +724,22 @@ def _hash_rules(p: int, qd: int, d: int, quality: int) -> bool:
     return p <= 14 and qd <= 70 and d <= 18
 
 
-def _decisive(check: DenseCheck) -> DenseCheck | None:
-    """A dense check on too little texture decides nothing (the older rules then apply)."""
-    return check if check.informative >= DENSE_MIN_INFORMATIVE else None
+def _informative_dhash(code: np.ndarray) -> bool:
+    bits = int(_POPCOUNT[code].sum())
+    return DHASH_MIN_BITS <= bits <= 64 - DHASH_MIN_BITS
 
 
 def _dense_accepts(d: DenseCheck, pdq_close: bool = False) -> bool:
     """The aligned query reproduces the work wherever both are textured, in structure, grey
     levels and colour (an edge band may be an overlay)."""
+    if d.flat:
+        # Both flat where they overlap: their faint detail decides, and pictures without any
+        # (plain gradients, blank pages) are not identifiable at all.
+        return (
+            d.overlap >= DENSE_MIN_OVERLAP
+            and d.smooth >= FLAT_MIN_CORR
+            and not (d.colour < DENSE_MIN_COLOUR)
+        )
     max_diff, min_colour = (
         (DENSE_MAX_DIFF_PDQ, DENSE_MIN_COLOUR_PDQ)
         if pdq_close

@@ -21,6 +21,13 @@ through an identity alignment, RANSAC noise), and three things are measured on t
   * ``colour``: the cosine between the chroma fields (Cb/Cr), when both images have colour: a
     recoloured icon or another tricolour flag has the same structure in grey.
 
+Texture means variation beyond a local ramp: a steep gradient varies locally too, and two
+gradients in the same direction would otherwise "agree". When both thumbnails are (nearly)
+flat in that sense, a gradient wallpaper with faint shapes for instance, the check reports
+``smooth`` instead: the correlation of the faint detail left once each side's broad ramps (the
+gradient) are removed. Plain gradients are shared by countless pictures and have no such
+detail: undecided.
+
 An overlay along one edge (a caption banner, a letterbox, a bottom watermark) is allowed: the
 worst band along one edge (<= ``BAND`` of the side) may be discounted, and the figures are
 reported with it discounted; siblings differ in their middle, which no band removes.
@@ -38,12 +45,16 @@ import numpy as np
 WORK_THUMB_SIDE = 64  # work grey thumbnails are kept this long in the index (<= 4 KB/work)
 SIGMA = 2.0  # Gaussian window of the local statistics, in work-thumbnail pixels
 MIN_STD = 6.0  # local grey std below which a pixel is flat (on both sides: not evidence)
+FLAT_SHARE = 0.02  # overlaps with fewer textured pixels than this are compared as flat
 AGREE_ZNCC = 0.5  # local ZNCC above which a textured pixel agrees
 DIFF_GREY = 48.0  # grey levels outside the neighbour envelope that make a pixel differ
 MIN_CHROMA = 6.0  # mean chroma magnitude below which an image counts as grey
 CLIP_LOW, CLIP_HIGH = 6.0, 249.0  # grey levels at which a query pixel counts as clipped
 BAND = 0.3  # widest edge band (share of the side) that may be discounted as an overlay
 ECC_ITERS = 30
+DETAIL_SIGMA = 1.0  # blur (work-thumbnail px) before flat pictures' detail is compared (JPEG)
+DETAIL_TREND_SIGMA = 8.0  # ... after removing ramps this broad (the gradient)
+DETAIL_MIN_STD = 1.0  # grey std of that detail a flat work needs for it to be evidence
 
 
 @dataclass(frozen=True)
@@ -83,6 +94,8 @@ class DenseCheck:
     band: str  # which band was discounted ("" = none)
     overlap: float  # share of the work thumbnail covered by the aligned query
     informative: float  # share of the covered pixels that are textured
+    smooth: float = math.nan  # when flat: correlation of their faint detail (NaN: none)
+    flat: bool = False  # both (nearly) flat where they overlap: compared by ``smooth`` only
 
     def as_evidence(self) -> dict[str, object]:
         ev: dict[str, object] = {
@@ -94,6 +107,8 @@ class DenseCheck:
         }
         if not math.isnan(self.colour):
             ev["dense_colour"] = round(self.colour, 3)
+        if not math.isnan(self.smooth):
+            ev["dense_smooth"] = round(self.smooth, 4)
         return ev
 
 
@@ -195,6 +210,49 @@ def _local_zncc(
     return zncc, sw, sq
 
 
+def _ramp_fit(x: np.ndarray, mask: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """The plane (ramp) fitted to ``x`` in each Gaussian window of ``sigma``, normalised by
+    the mask: (the fitted value at each pixel, the grey std left around it). A linear
+    gradient is fitted exactly; edges and texture are not. Closed form from Gaussian
+    moments, OpenCV only (a BLAS thread pool would fight FAISS and OpenCV for the cores)."""
+    h, w = x.shape
+    m = mask.astype(np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    xx -= w / 2
+    yy -= h / 2
+    gm = np.maximum(cv2.GaussianBlur(m, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT), 1e-3)
+
+    def e(a: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(a * m, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT) / gm
+
+    ex, ey, ei = e(xx), e(yy), e(x)
+    vx, vy = e(xx * xx) - ex * ex, e(yy * yy) - ey * ey
+    cxy = e(xx * yy) - ex * ey
+    cix, ciy = e(x * xx) - ei * ex, e(x * yy) - ei * ey
+    det = np.maximum(vx * vy - cxy * cxy, 1e-3)
+    bx = (vy * cix - cxy * ciy) / det  # slopes of the plane
+    by = (vx * ciy - cxy * cix) / det
+    fitted = ei + bx * (xx - ex) + by * (yy - ey)
+    left = e(x * x) - ei * ei - (bx * cix + by * ciy)
+    return fitted, np.sqrt(np.maximum(left, 0))
+
+
+def _detail_corr(w: np.ndarray, q: np.ndarray, core: np.ndarray, mask: np.ndarray) -> float:
+    """Correlation of the faint detail of two flat pictures: the slightly blurred grey
+    fields minus their broad local ramps (a plain gradient's layout is shared by countless
+    pictures; its faint shapes are not). NaN when the work has no such detail."""
+    if int(core.sum()) < 64:
+        return math.nan
+    rw, rq = (
+        (b - _ramp_fit(b, mask, DETAIL_TREND_SIGMA)[0])[core]
+        for b in (cv2.GaussianBlur(a, (0, 0), DETAIL_SIGMA) for a in (w, q))
+    )
+    sw, sq = float(rw.std()), float(rq.std())
+    if sw < DETAIL_MIN_STD or sq < 1e-3:
+        return math.nan
+    return float(((rw - rw.mean()) * (rq - rq.mean())).mean() / (sw * sq))
+
+
 def _envelope_diff(w: np.ndarray, q: np.ndarray, core: np.ndarray) -> np.ndarray:
     """Pixels where grey levels differ beyond a global gain/offset and one pixel of slack."""
     wv, qv = w[core], q[core]
@@ -243,7 +301,8 @@ def dense_check(work: Thumb, query: Thumb, A: np.ndarray) -> DenseCheck:
     q, A = _prepare_query(_planes(query), np.asarray(A, dtype=np.float64))
     warped, mask = _warp(q, A, ww, wh)
     best = _compare(wp, warped, mask)
-    if best.agree_band < 0.999 or best.diff > 0:
+    # (Flat fields need no refinement: their smooth correlation barely feels a pixel.)
+    if (best.agree_band < 0.999 or best.diff > 0) and math.isnan(best.smooth):
         corr = _refine(wp[:, :, 0], warped[:, :, 0], mask)
         if corr is not None:
             # ECC found W with work(x) ~ warped(W x): the aligned transform is W^-1 A.
@@ -267,10 +326,30 @@ def _compare(wp: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> DenseCheck
     # erased whatever faint texture the work had there: no evidence either way.
     clipped = (sq <= MIN_STD) & ((q >= CLIP_HIGH) | (q <= CLIP_LOW))
     info = core & ((sw > MIN_STD) | (sq > MIN_STD)) & ~clipped
-    n_info = int(info.sum())
-    share_info = n_info / max(int(core.sum()), 1)
-    if n_info < 0.02 * core.size:
-        return DenseCheck(0.0, 0.0, 1.0, math.nan, "", overlap, share_info)
+    n_info, n_core = int(info.sum()), max(int(core.sum()), 1)
+    flat = n_info < FLAT_SHARE * n_core
+    if not flat:
+        # A steep gradient varies locally too, and any two gradients in the same direction
+        # would "agree" on it: pictures that are flat beyond their local ramps are flat.
+        beyond = (_ramp_fit(w, mask, SIGMA)[1] > MIN_STD) | (_ramp_fit(q, mask, SIGMA)[1] > MIN_STD)
+        n_beyond = int((core & beyond & ~clipped).sum())
+        if n_beyond < FLAT_SHARE * n_core:
+            flat, n_info = True, n_beyond
+    share_info = n_info / n_core
+    if flat:
+        # Both (nearly) flat: a gradient wallpaper with faint shapes. No local structure at
+        # this threshold, but the faint detail over the gradient is the picture.
+        return DenseCheck(
+            0.0,
+            0.0,
+            1.0,
+            _colour(wp[:, :, 1:], warped[:, :, 1:], core),
+            "",
+            overlap,
+            share_info,
+            smooth=_detail_corr(w, q, core, mask),
+            flat=True,
+        )
     good = info & (zncc > AGREE_ZNCC) & (sw > MIN_STD / 2) & (sq > MIN_STD / 2)
     differ = info & _envelope_diff(w, q, core)
     agree = float(good.sum() / n_info)

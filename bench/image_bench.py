@@ -229,6 +229,20 @@ def job(args):
     return out
 
 
+DERIVATIVES = Path(__file__).with_name("image_derivatives.tsv")
+CLIPART_ROOT = "/usr/share/openclipart/png/"
+
+
+def load_derivatives(path: Path = DERIVATIVES) -> set[frozenset[str]]:
+    """Reviewed pairs of the same drawing (see the file's header), as sets of two paths."""
+    pairs = set()
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            a, b = line.split("\t")[:2]
+            pairs.add(frozenset((CLIPART_ROOT + a, CLIPART_ROOT + b)))
+    return pairs
+
+
 def pct(a, q):
     return float(np.percentile(np.asarray(a), q)) if len(a) else float("nan")
 
@@ -429,36 +443,46 @@ def main(argv=None) -> None:
             )
         )
 
-    def false_positives(rs: list[dict]) -> tuple[int, int, int, list, list[float]]:
-        """(queries with a hit, pHash baseline hits, PDQ baseline hits, details, latencies)"""
+    derivatives = load_derivatives()
+
+    def false_positives(rs: list[dict]) -> tuple[int, int, int, list, list[float], list]:
+        """(queries with a hit, pHash baseline hits, PDQ baseline hits, details, latencies,
+        details of the queries whose every hit is a reviewed derivative pair: not counted)"""
         count = b_ph = b_pdq = 0
-        detail, lat = [], []
+        detail, lat, excused = [], [], []
         for r in rs:
             t = time.perf_counter()
             hits = idx.search(r["fp"])
             lat.append(time.perf_counter() - t)
+            real = [
+                h
+                for h in hits
+                if frozenset((r["src"], registered[int(h.work_id[1:])]["src"])) not in derivatives
+            ]
             if hits:
-                count += 1
-                h = hits[0]
+                h = (real or hits)[0]
                 reg = registered[int(h.work_id[1:])]
                 ev = {k: v for k, v in h.evidence.items() if k not in ("region", "query_region")}
-                detail.append(
-                    (
-                        os.path.basename(r["src"]),
-                        os.path.basename(reg["src"]),
-                        h.signal,
-                        h.distance,
-                        f"q={r['stats']}",
-                        f"w={reg['stats']}",
-                        ev,
-                    )
+                row = (
+                    os.path.basename(r["src"]),
+                    os.path.basename(reg["src"]),
+                    h.signal,
+                    h.distance,
+                    f"q={r['stats']}",
+                    f"w={reg['stats']}",
+                    ev,
                 )
+                if real:
+                    count += 1
+                    detail.append(row)
+                else:
+                    excused.append(row)
             p1, p2 = baseline(r["fp"])
             b_ph += bool(p1.any())
             b_pdq += bool(p2.any())
-        return count, b_ph, b_pdq, detail, lat
+        return count, b_ph, b_pdq, detail, lat, excused
 
-    fp_count, b_fp_ph, b_fp_pdq, fp_detail, dis_lat = false_positives(distractors)
+    fp_count, b_fp_ph, b_fp_pdq, fp_detail, dis_lat, fp_excused = false_positives(distractors)
     sib_fp = false_positives(siblings) if siblings else None
     lat_all += dis_lat
 
@@ -507,6 +531,14 @@ def main(argv=None) -> None:
     print(f"   false positives by signal: {by_sig}")
     for d in fp_detail[: args.show_fp]:
         print("   FP:", *d)
+    raw = fp_count + len(fp_excused)
+    print(
+        f"   not counted: {len(fp_excused)} hits on the same drawing, reviewed by eye "
+        f"({DERIVATIVES.name}); counting them, false positives are {raw} "
+        f"({100 * raw / nd:.3f} %)"
+    )
+    for d in fp_excused[: args.show_fp]:
+        print("   same drawing:", *d)
     if sib_fp is not None:
         ns = max(len(siblings), 1)
         print(
@@ -548,8 +580,8 @@ def million_test(n_total: int, registered, distractors, _unused) -> None:
     query costs when no ORB is needed)."""
     rng = np.random.default_rng(7)
     n_syn = max(0, n_total - len(registered))
-    # Synthetic codes go straight into the side table and FAISS (the public add() of a million
-    # pydantic models would only measure Python overhead).
+    # Synthetic codes are bulk-added (add() of a million pydantic models would only measure
+    # Python overhead).
     ph = rng.integers(0, 256, (n_syn, 8), dtype=np.uint8)
     dh = rng.integers(0, 256, (n_syn, 8), dtype=np.uint8)
     pq = rng.integers(0, 256, (n_syn, 32), dtype=np.uint8)
@@ -566,22 +598,7 @@ def million_test(n_total: int, registered, distractors, _unused) -> None:
         t = time.perf_counter()
         for i, r in enumerate(registered):
             idx.add(f"w{i}", r["fp"])
-        with idx._lock:
-            base = len(idx._slot_work)
-            idx._phash.append(ph)
-            idx._dhash.append(dh)
-            idx._pdq.append(pq)
-            idx._has_dhash.append(np.ones((n_syn, 1), bool))
-            idx._quality.append(np.full((n_syn, 1), 100, np.int16))
-            idx._fx_phash.add(ph)
-            idx._fx_pdq.add(pq)
-            idx._alive.append(np.ones((n_syn, 1), np.bool_))
-            for j in range(n_syn):
-                wid = f"s{j}"
-                idx._slot_work.append(wid)
-                idx._slot_of[wid] = base + j
-                idx._slot_orb.append(None)
-                idx._slot_thumb.append(None)
+        idx.add_hash_codes([f"s{j}" for j in range(n_syn)], ph, dh, pq)
         t_build = time.perf_counter() - t
         for q in queries[:5]:
             idx.search(q, second_tier="never")  # warm-up
@@ -592,8 +609,8 @@ def million_test(n_total: int, registered, distractors, _unused) -> None:
             lat.append(time.perf_counter() - t)
         what = "lookup + dense check of candidates" if dense else "lookup + hash rules only"
         print(
-            f"global tier at {len(idx):,} works, {what} (IndexBinaryFlat pHash-64 + PDQ-256, "
-            f"exact range_search, {len(queries)} queries x ~11 variants each): "
+            f"global tier at {len(idx):,} works, {what} (IndexBinaryFlat pHash-64 + PDQ-256 "
+            f"range_search, dHash-64 8-NN, exact, {len(queries)} queries x ~11 variants each): "
             f"p50 {pct(lat, 50) * 1e3:.2f} ms, p99 {pct(lat, 99) * 1e3:.2f} ms; "
             f"build {t_build:.1f} s; memory {idx.memory_bytes() / 1e6:.0f} MB"
         )

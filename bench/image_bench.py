@@ -568,11 +568,11 @@ def main(argv=None) -> None:
     )
 
     if args.million:
-        million_test(args.million, registered, distractors, rows and registered)
+        million_test(args.million, registered, distractors)
     print(f"\ntotal bench time {time.time() - t_start:.0f} s")
 
 
-def million_test(n_total: int, registered, distractors, _unused) -> None:
+def million_test(n_total: int, registered, distractors) -> None:
     """Global tier with n_total registered codes: corpus works + random synthetic codes.
 
     Measured twice on the same queries: the FAISS lookup and hash rules alone

@@ -36,6 +36,7 @@ The decision thresholds live in ``contentmatch_match.index.image``.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -191,50 +192,69 @@ def _refine(work: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> np.ndarra
     return warp
 
 
+class _Window:
+    """Gaussian window means normalised by the mask, so that the edges of the overlap do not
+    read as black. One per (mask, sigma): the ZNCC and the ramp fit share it."""
+
+    def __init__(self, mask: np.ndarray, sigma: float) -> None:
+        self.m = mask.astype(np.float32)
+        self.sigma = sigma
+        self.gm = np.maximum(self._blur(self.m), 1e-3)
+
+    def _blur(self, a: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(a, (0, 0), self.sigma, borderType=cv2.BORDER_CONSTANT)
+
+    def mean(self, a: np.ndarray) -> np.ndarray:
+        return self._blur(a * self.m) / self.gm
+
+
 def _local_zncc(
-    w: np.ndarray, q: np.ndarray, mask: np.ndarray
+    w: np.ndarray, q: np.ndarray, win: _Window
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Local ZNCC map and local std maps, normalised by the mask (edges of the overlap)."""
-    m = mask.astype(np.float32)
-
-    def g(x: np.ndarray) -> np.ndarray:
-        return cv2.GaussianBlur(x, (0, 0), SIGMA, borderType=cv2.BORDER_CONSTANT)
-
-    gm = np.maximum(g(m), 1e-3)
-    mw, mq = g(w * m) / gm, g(q * m) / gm
-    vw = np.maximum(g(w * w * m) / gm - mw * mw, 0)
-    vq = np.maximum(g(q * q * m) / gm - mq * mq, 0)
-    cov = g(w * q * m) / gm - mw * mq
+    """Local ZNCC map and local std maps."""
+    e = win.mean
+    mw, mq = e(w), e(q)
+    vw = np.maximum(e(w * w) - mw * mw, 0)
+    vq = np.maximum(e(q * q) - mq * mq, 0)
+    cov = e(w * q) - mw * mq
     sw, sq = np.sqrt(vw), np.sqrt(vq)
     zncc = cov / (sw * sq + 1.0)
     return zncc, sw, sq
 
 
-def _ramp_fit(x: np.ndarray, mask: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    """The plane (ramp) fitted to ``x`` in each Gaussian window of ``sigma``, normalised by
-    the mask: (the fitted value at each pixel, the grey std left around it). A linear
-    gradient is fitted exactly; edges and texture are not. Closed form from Gaussian
-    moments, OpenCV only (a BLAS thread pool would fight FAISS and OpenCV for the cores)."""
-    h, w = x.shape
-    m = mask.astype(np.float32)
+@functools.lru_cache(maxsize=16)
+def _centred_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     xx -= w / 2
     yy -= h / 2
-    gm = np.maximum(cv2.GaussianBlur(m, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT), 1e-3)
+    xx.flags.writeable = yy.flags.writeable = False  # shared by the cache
+    return xx, yy
 
-    def e(a: np.ndarray) -> np.ndarray:
-        return cv2.GaussianBlur(a * m, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT) / gm
 
-    ex, ey, ei = e(xx), e(yy), e(x)
-    vx, vy = e(xx * xx) - ex * ex, e(yy * yy) - ey * ey
-    cxy = e(xx * yy) - ex * ey
-    cix, ciy = e(x * xx) - ei * ex, e(x * yy) - ei * ey
-    det = np.maximum(vx * vy - cxy * cxy, 1e-3)
-    bx = (vy * cix - cxy * ciy) / det  # slopes of the plane
-    by = (vx * ciy - cxy * cix) / det
-    fitted = ei + bx * (xx - ex) + by * (yy - ey)
-    left = e(x * x) - ei * ei - (bx * cix + by * ciy)
-    return fitted, np.sqrt(np.maximum(left, 0))
+class _RampFit:
+    """The plane (ramp) fitted to a picture in each window: a linear gradient is fitted
+    exactly, edges and texture are not. Closed form from Gaussian moments, OpenCV only (a
+    BLAS thread pool would fight FAISS and OpenCV for the cores); the moments of the pixel
+    grid are computed once per window and serve both pictures."""
+
+    def __init__(self, win: _Window) -> None:
+        self.e = e = win.mean
+        self.xx, self.yy = xx, yy = _centred_grid(*win.m.shape)
+        self.ex, self.ey = ex, ey = e(xx), e(yy)
+        self.vx, self.vy = e(xx * xx) - ex * ex, e(yy * yy) - ey * ey
+        self.cxy = e(xx * yy) - ex * ey
+        self.det = np.maximum(self.vx * self.vy - self.cxy * self.cxy, 1e-3)
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the fitted plane's value at each pixel, the grey std left around it)."""
+        e, xx, yy = self.e, self.xx, self.yy
+        ei = e(x)
+        cix, ciy = e(x * xx) - ei * self.ex, e(x * yy) - ei * self.ey
+        bx = (self.vy * cix - self.cxy * ciy) / self.det  # slopes of the plane
+        by = (self.vx * ciy - self.cxy * cix) / self.det
+        fitted = ei + bx * (xx - self.ex) + by * (yy - self.ey)
+        left = e(x * x) - ei * ei - (bx * cix + by * ciy)
+        return fitted, np.sqrt(np.maximum(left, 0))
 
 
 def _detail_corr(w: np.ndarray, q: np.ndarray, core: np.ndarray, mask: np.ndarray) -> float:
@@ -243,9 +263,9 @@ def _detail_corr(w: np.ndarray, q: np.ndarray, core: np.ndarray, mask: np.ndarra
     pictures; its faint shapes are not). NaN when the work has no such detail."""
     if int(core.sum()) < 64:
         return math.nan
+    ramp = _RampFit(_Window(mask, DETAIL_TREND_SIGMA))
     rw, rq = (
-        (b - _ramp_fit(b, mask, DETAIL_TREND_SIGMA)[0])[core]
-        for b in (cv2.GaussianBlur(a, (0, 0), DETAIL_SIGMA) for a in (w, q))
+        (b - ramp(b)[0])[core] for b in (cv2.GaussianBlur(a, (0, 0), DETAIL_SIGMA) for a in (w, q))
     )
     sw, sq = float(rw.std()), float(rq.std())
     if sw < DETAIL_MIN_STD or sq < 1e-3:
@@ -321,7 +341,8 @@ def _compare(wp: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> DenseCheck
         return NO_EVIDENCE
     w, q = wp[:, :, 0], warped[:, :, 0]
     core = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    zncc, sw, sq = _local_zncc(w, q, mask)
+    win = _Window(mask, SIGMA)
+    zncc, sw, sq = _local_zncc(w, q, win)
     # Where the query is flat and clipped to black or white, a brightness/contrast change has
     # erased whatever faint texture the work had there: no evidence either way.
     clipped = (sq <= MIN_STD) & ((q >= CLIP_HIGH) | (q <= CLIP_LOW))
@@ -331,7 +352,8 @@ def _compare(wp: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> DenseCheck
     if not flat:
         # A steep gradient varies locally too, and any two gradients in the same direction
         # would "agree" on it: pictures that are flat beyond their local ramps are flat.
-        beyond = (_ramp_fit(w, mask, SIGMA)[1] > MIN_STD) | (_ramp_fit(q, mask, SIGMA)[1] > MIN_STD)
+        ramp = _RampFit(win)
+        beyond = (ramp(w)[1] > MIN_STD) | (ramp(q)[1] > MIN_STD)
         n_beyond = int((core & beyond & ~clipped).sum())
         if n_beyond < FLAT_SHARE * n_core:
             flat, n_info = True, n_beyond

@@ -8,7 +8,8 @@ Tier 1, global hashes (fast path: resized, re-encoded, recoloured, mirrored, bor
     those find nothing, see CAND_DHASH), then the best candidates are verified by the dense
     check of ``image_verify`` (the query's thumbnail, aligned as the variant says, must
     reproduce the work's thumbnail in structure, grey levels and colour; two near-flat
-    pictures in their faint detail).
+    pictures in their faint detail), and what it accepts is looked at again at 128 px by the
+    fine check of ``image_fine`` (template siblings differ in a small block of pixels).
     Fingerprints without thumbnails (older payloads) fall back to ORB agreement or to all
     three hashes close. See the thresholds below for why hashes alone are not enough.
 
@@ -53,6 +54,7 @@ import faiss
 import numpy as np
 
 from contentmatch_match.index.base import IndexHit
+from contentmatch_match.index.image_fine import FineCheck, fine_check
 from contentmatch_match.index.image_verify import (
     DenseCheck,
     Thumb,
@@ -129,6 +131,9 @@ DENSE_MIN_COLOUR_PDQ = 0.7
 DENSE_MIN_OVERLAP = 0.25  # share of the work the query must show (a 60 % crop shows 0.36)
 ORB_MIN_INLIERS_DENSE = 8  # ORB inliers that suffice when the dense check confirms
 FLAT_MIN_CORR = 0.85  # both flat (gradient wallpapers): their faint detail correlates this well
+# Template siblings (one sign template, one moon set) pass the 64 px dense check; image_fine
+# looks again at 128 px, where their differing symbol is a block of pixels beyond DIFF_GREY:
+FINE_MAX_DIFF = 0.015  # share of the overlap's pixels that may still differ at 128 px
 COMPACT_RATIO = 0.25  # rebuild FAISS once tombstones exceed this share of rows
 
 _PDQ_MIRROR_INDEX = 5  # in pdqhash.compute_dihedral order, 5 = left-right mirror (measured)
@@ -540,13 +545,16 @@ class ImageIndex:
             ev: dict[str, object] = {"phash": p, "pdq": qd, "dhash": d}
             ev.update(variant=name or "original", pdq_quality=qm)
             sig = "dhash" if by_dhash else ("phash" if p <= qd / 4 else "pdq")
-            dense = self._dense_global(q, slot, name)
-            if dense is not None:
+            # Within HMA's PDQ threshold the hashes already say "same picture": the grey
+            # levels may then differ more (a tone curve, clipping, blur on thin lines).
+            verdict = self._dense_global(
+                q, slot, name, pdq_close=qd <= PDQ_ALONE and qm >= PDQ_MIN_QUALITY
+            )
+            if verdict is not None:
                 # The thumbnails settle it: ORB and the hash rules only decide without them.
-                ev.update(dense.as_evidence())
-                # Within HMA's PDQ threshold the hashes already say "same picture": the grey
-                # levels may then differ more (a tone curve, clipping, blur on thin lines).
-                if not _dense_accepts(dense, pdq_close=qd <= PDQ_ALONE and qm >= PDQ_MIN_QUALITY):
+                dense = verdict.dense
+                ev.update(verdict.evidence())
+                if not verdict.accepted:
                     continue
                 score = _score_dense(
                     dense, max(_score_global(p, CAND_PHASH), _score_global(qd, CAND_PDQ))
@@ -581,9 +589,9 @@ class ImageIndex:
                 best[slot] = (score, sig, dist, ev)
         return best
 
-    def _dense_global(self, q: _Query, slot: int, variant: str) -> DenseCheck | None:
-        """Dense check of a global candidate: the same full picture, so the alignment is a
-        scaling (of the mirrored or border-trimmed query for those variants)."""
+    def _dense_global(self, q: _Query, slot: int, variant: str, pdq_close: bool) -> _Verdict | None:
+        """Dense (and fine) check of a global candidate: the same full picture, so the
+        alignment is a scaling (of the mirrored or border-trimmed query for those variants)."""
         wt = self._slot_thumb[slot]
         qt = q.thumb
         if wt is None or qt is None:
@@ -593,13 +601,13 @@ class ImageIndex:
         elif variant == "trim" and q.trim_box is not None:
             qt = qt.cropped(q.trim_box)
         (qh, qw), (wh, ww) = qt.grey.shape, wt.grey.shape
-        return dense_check(wt, qt, scale_transform(qw, qh, ww, wh))
+        return _judge(wt, qt, scale_transform(qw, qh, ww, wh), pdq_close)
 
     def _dense_orb(
         self, q_thumb: Thumb | None, slot: int, M: np.ndarray, qw: int, qh: int
-    ) -> DenseCheck | None:
-        """Dense check of an ORB candidate: the RANSAC similarity (query ORB px -> work ORB
-        px) carried over to thumbnail pixels."""
+    ) -> _Verdict | None:
+        """Dense (and fine) check of an ORB candidate: the RANSAC similarity (query ORB px ->
+        work ORB px) carried over to thumbnail pixels."""
         wt = self._slot_thumb[slot]
         orb = self._slot_orb[slot]
         if wt is None or q_thumb is None or orb is None:
@@ -608,7 +616,7 @@ class ImageIndex:
         to_orb = np.diag([qw / q_thumb.grey.shape[1], qh / q_thumb.grey.shape[0], 1.0])
         to_thumb = np.diag([wt.grey.shape[1] / ww, wt.grey.shape[0] / wh, 1.0])
         A = (to_thumb @ np.vstack([M, [0, 0, 1]]) @ to_orb)[:2]
-        return dense_check(wt, q_thumb, A)
+        return _judge(wt, q_thumb, A, pdq_close=False)
 
     def _verify_slot(self, qorb, slot: int) -> int | None:
         """Geometric check of one global candidate: ORB inliers of a similarity transform
@@ -667,10 +675,10 @@ class ImageIndex:
             if res is None:
                 continue
             inliers, M, inl_mask = res
-            dense = self._dense_orb(q_thumb, slot, M, qw, qh) if can_dense else None
-            if dense is None and inliers < ORB_MIN_INLIERS:
+            verdict = self._dense_orb(q_thumb, slot, M, qw, qh) if can_dense else None
+            if verdict is None and inliers < ORB_MIN_INLIERS:
                 continue
-            if dense is not None and not _dense_accepts(dense):
+            if verdict is not None and not verdict.accepted:
                 continue
             region = _map_region(M, qw, qh, ww, wh)
             qpts = src[inl_mask]
@@ -691,9 +699,9 @@ class ImageIndex:
                 "scale": round(scale, 3),
                 "rotation_deg": round(angle, 2),
             }
-            if dense is not None:
-                evidence.update(dense.as_evidence())
-                score = _score_dense(dense, score)
+            if verdict is not None:
+                evidence.update(verdict.evidence())
+                score = _score_dense(verdict.dense, score)
             wid = self._slot_work[slot]
             hits.append(
                 IndexHit(
@@ -727,6 +735,30 @@ def _hash_rules(p: int, qd: int, d: int, quality: int) -> bool:
 def _informative_dhash(code: np.ndarray) -> bool:
     bits = int(_POPCOUNT[code].sum())
     return DHASH_MIN_BITS <= bits <= 64 - DHASH_MIN_BITS
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """What the thumbnails say about an aligned candidate: the dense check, and the fine
+    check when the dense check accepted and the work keeps a fine thumbnail."""
+
+    dense: DenseCheck
+    fine: FineCheck | None
+    accepted: bool
+
+    def evidence(self) -> dict[str, object]:
+        ev = self.dense.as_evidence()
+        if self.fine is not None:
+            ev.update(self.fine.as_evidence())
+        return ev
+
+
+def _judge(work: Thumb, query: Thumb, A: np.ndarray, pdq_close: bool) -> _Verdict:
+    dense = dense_check(work, query, A)
+    if not _dense_accepts(dense, pdq_close):
+        return _Verdict(dense, None, False)
+    fine = fine_check(work, query, dense)
+    return _Verdict(dense, fine, fine is None or fine.diff <= FINE_MAX_DIFF)
 
 
 def _dense_accepts(d: DenseCheck, pdq_close: bool = False) -> bool:

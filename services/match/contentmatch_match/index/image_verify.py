@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -64,6 +64,9 @@ class Thumb:
 
     grey: np.ndarray
     chroma: np.ndarray | None = None
+    # Works only: the grey thumbnail as fingerprinted (up to 128 px), kept for the fine check
+    # (``image_fine``) when ``grey`` has been shrunk for the dense check.
+    fine: np.ndarray | None = None
 
     def mirrored(self) -> Thumb:
         c = None if self.chroma is None else self.chroma[:, ::-1]
@@ -83,7 +86,8 @@ class Thumb:
 
     @property
     def nbytes(self) -> int:
-        return int(self.grey.nbytes + (0 if self.chroma is None else self.chroma.nbytes))
+        extra = sum(0 if a is None else a.nbytes for a in (self.chroma, self.fine))
+        return int(self.grey.nbytes + extra)
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,9 @@ class DenseCheck:
     informative: float  # share of the covered pixels that are textured
     smooth: float = math.nan  # when flat: correlation of their faint detail (NaN: none)
     flat: bool = False  # both (nearly) flat where they overlap: compared by ``smooth`` only
+    # The alignment the figures were measured with (2x3, query thumbnail px -> work thumbnail
+    # px, after ECC refinement when that won): the finer check starts from it.
+    align: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def as_evidence(self) -> dict[str, object]:
         ev: dict[str, object] = {
@@ -117,14 +124,30 @@ NO_EVIDENCE = DenseCheck(0.0, 0.0, 1.0, math.nan, "", 0.0, 0.0)
 
 
 def work_thumbnail(thumb: Thumb) -> Thumb:
-    """The compact copy the index keeps per work (grey area-averaged, aspect kept)."""
+    """The copy the index keeps per work: grey area-averaged to ``WORK_THUMB_SIDE`` (aspect
+    kept) for the dense check, and the fingerprinted grey as it came for the fine check."""
     g = thumb.grey
     h, w = g.shape
     f = max(h, w) / WORK_THUMB_SIDE
+    fine = None
     if f > 1:
         size = (max(1, round(w / f)), max(1, round(h / f)))
         g = cv2.resize(g, size, interpolation=cv2.INTER_AREA)
-    return Thumb(np.ascontiguousarray(g, dtype=np.uint8), thumb.chroma)
+        fine = np.ascontiguousarray(thumb.grey, dtype=np.uint8)
+    return Thumb(np.ascontiguousarray(g, dtype=np.uint8), thumb.chroma, fine)
+
+
+def edge_bands(core: np.ndarray) -> dict[str, tuple[slice, slice]]:
+    """The four edge bands (``BAND`` of the side) of the box around ``core``."""
+    ys, xs = np.nonzero(core)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    by, bx = max(1, round(BAND * (y1 - y0))), max(1, round(BAND * (x1 - x0)))
+    return {
+        "bottom": (slice(y1 - by, y1), slice(None)),
+        "top": (slice(y0, y0 + by), slice(None)),
+        "left": (slice(None), slice(x0, x0 + bx)),
+        "right": (slice(None), slice(x1 - bx, x1)),
+    }
 
 
 def scale_transform(qw: int, qh: int, ww: int, wh: int) -> np.ndarray:
@@ -148,19 +171,21 @@ def _planes(t: Thumb) -> np.ndarray:
     return out
 
 
-def _prepare_query(q: np.ndarray, A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Shrink the query first when the transform shrinks it a lot (warpAffine alone aliases)."""
+def _prepare_query(q: np.ndarray, A: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Shrink the query first when the transform shrinks it a lot (warpAffine alone aliases):
+    (query, transform from it, 3x3 original query px -> its px)."""
     s = float(np.sqrt(abs(np.linalg.det(A[:, :2]))))
+    shrink = np.eye(3)
     if s < 0.7:
         h, w = q.shape[:2]
         nw, nh = max(8, round(w * s * 1.25)), max(8, round(h * s * 1.25))
-        fx, fy = nw / w, nh / h
+        shrink = np.diag([nw / w, nh / h, 1.0])
         q = cv2.resize(q, (nw, nh), interpolation=cv2.INTER_AREA)
-        A = A @ np.array([[1 / fx, 0, 0], [0, 1 / fy, 0], [0, 0, 1]], dtype=np.float64)
-    return q, A
+        A = A @ np.linalg.inv(shrink)
+    return q, A, shrink
 
 
-def _warp(q: np.ndarray, A: np.ndarray, ww: int, wh: int) -> tuple[np.ndarray, np.ndarray]:
+def warp(q: np.ndarray, A: np.ndarray, ww: int, wh: int) -> tuple[np.ndarray, np.ndarray]:
     warped = cv2.warpAffine(
         q, A, (ww, wh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
     )
@@ -169,7 +194,7 @@ def _warp(q: np.ndarray, A: np.ndarray, ww: int, wh: int) -> tuple[np.ndarray, n
     return warped, mask
 
 
-def _refine(work: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
+def refine_ecc(work: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
     """ECC refinement (work <- warped query grey), a 2x3 affine correction or None."""
     if mask.mean() < 0.1:
         return None
@@ -273,11 +298,14 @@ def _detail_corr(w: np.ndarray, q: np.ndarray, core: np.ndarray, mask: np.ndarra
     return float(((rw - rw.mean()) * (rq - rq.mean())).mean() / (sw * sq))
 
 
-def _envelope_diff(w: np.ndarray, q: np.ndarray, core: np.ndarray) -> np.ndarray:
-    """Pixels where grey levels differ beyond a global gain/offset and one pixel of slack."""
-    wv, qv = w[core], q[core]
+def envelope_residual(
+    w: np.ndarray, q: np.ndarray, fit_on: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """How far (grey levels) each pixel of ``q`` lies outside what ``w`` explains after a global
+    gain/offset (fitted on ``fit_on``) and one pixel of slack: (residual map, the fitted work)."""
+    wv, qv = w[fit_on], q[fit_on]
     if wv.size < 8 or float(wv.std()) < 1e-3:
-        return np.zeros_like(core)
+        return np.zeros(w.shape, np.float32), w.astype(np.float32)
     # Trimmed least squares: an overlay (caption banner) must not bend the global fit.
     sel = np.ones(len(wv), bool)
     a, b = 1.0, float(np.median(qv - wv))
@@ -298,7 +326,12 @@ def _envelope_diff(w: np.ndarray, q: np.ndarray, core: np.ndarray) -> np.ndarray
     lo_q, hi_q = cv2.erode(q, k), cv2.dilate(q, k)
     r1 = np.maximum(np.maximum(lo_w - q, q - hi_w), 0)
     r2 = np.maximum(np.maximum(lo_q - wf, wf - hi_q), 0)
-    return core & (np.maximum(r1, r2) > DIFF_GREY)
+    return np.maximum(r1, r2), wf
+
+
+def _envelope_diff(w: np.ndarray, q: np.ndarray, core: np.ndarray) -> np.ndarray:
+    """Pixels where grey levels differ beyond a global gain/offset and one pixel of slack."""
+    return core & (envelope_residual(w, q, core)[0] > DIFF_GREY)
 
 
 def _colour(wc: np.ndarray, qc: np.ndarray, keep: np.ndarray) -> float:
@@ -318,18 +351,23 @@ def dense_check(work: Thumb, query: Thumb, A: np.ndarray) -> DenseCheck:
     misalignments, but an overlay can pull it off). About 1-3 ms per candidate."""
     wp = _planes(work)
     wh, ww = wp.shape[:2]
-    q, A = _prepare_query(_planes(query), np.asarray(A, dtype=np.float64))
-    warped, mask = _warp(q, A, ww, wh)
-    best = _compare(wp, warped, mask)
+    q, A, shrink = _prepare_query(_planes(query), np.asarray(A, dtype=np.float64))
+    warped, mask = warp(q, A, ww, wh)
+
+    def original_px(a: np.ndarray) -> np.ndarray:
+        return (np.vstack([a, [0, 0, 1]]) @ shrink)[:2]
+
+    best = replace(_compare(wp, warped, mask), align=original_px(A))
     # (Flat fields need no refinement: their smooth correlation barely feels a pixel.)
     if (best.agree_band < 0.999 or best.diff > 0) and math.isnan(best.smooth):
-        corr = _refine(wp[:, :, 0], warped[:, :, 0], mask)
+        corr = refine_ecc(wp[:, :, 0], warped[:, :, 0], mask)
         if corr is not None:
             # ECC found W with work(x) ~ warped(W x): the aligned transform is W^-1 A.
             A3 = np.vstack([A, [0, 0, 1]])
             C3 = np.vstack([corr.astype(np.float64), [0, 0, 1]])
-            warped2, mask2 = _warp(q, (np.linalg.inv(C3) @ A3)[:2], ww, wh)
-            refined = _compare(wp, warped2, mask2)
+            A2 = (np.linalg.inv(C3) @ A3)[:2]
+            warped2, mask2 = warp(q, A2, ww, wh)
+            refined = replace(_compare(wp, warped2, mask2), align=original_px(A2))
             if refined.agree_band - refined.diff > best.agree_band - best.diff:
                 best = refined
     return best
@@ -377,16 +415,7 @@ def _compare(wp: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> DenseCheck
     agree = float(good.sum() / n_info)
     keep_best = np.ones_like(info)
     score_best, band = agree - float(differ.sum() / n_info), ""
-    ys, xs = np.nonzero(core)
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    by, bx = max(1, round(BAND * (y1 - y0))), max(1, round(BAND * (x1 - x0)))
-    bands = {
-        "bottom": (slice(y1 - by, y1), slice(None)),
-        "top": (slice(y0, y0 + by), slice(None)),
-        "left": (slice(None), slice(x0, x0 + bx)),
-        "right": (slice(None), slice(x1 - bx, x1)),
-    }
-    for name, sl in bands.items():
+    for name, sl in edge_bands(core).items():
         keep = np.ones_like(info)
         keep[sl] = False
         n = int((info & keep).sum())

@@ -1,0 +1,157 @@
+"""Fine check: a second look, at the query's resolution, at a candidate the dense check passed.
+
+The dense check compares 64 px thumbnails, where a re-encode, a blur or a third-size copy
+already moves up to 3 % of the textured pixels. Template siblings hide inside that margin:
+two road signs of one template, the waxing and the full moon of one set, ``math_lsub`` and
+``math_lsup``, a full and an empty bin. What sets them apart is a *block* of pixels, far (in
+grey level) from anything the work has nearby, that a copy does not have. At 128 px, the
+size both thumbnails are fingerprinted at, such a block is many pixels wide, while a copy,
+once both sides are brought to the same sharpness, leaves only a few scattered ones.
+
+So the query is warped again with the alignment the dense check settled on, now into the
+work's 128 px frame; whichever side is sharper is brought down to the other's resolution
+(a third-size copy cannot show the work's fine lines); both are blurred slightly (JPEG
+blocks, noise); a global gain/offset and one pixel of slack are allowed (the dense check's
+envelope test); and the share of overlap pixels still beyond ``DIFF_GREY`` grey levels is
+``diff``.
+
+Edge bands: the dense check may discount one edge band as an overlay. A caption banner or a
+letterbox differs all along its edge; a sibling's differing symbol that happens to sit near
+an edge (the superscript of ``math_lsup``, the arrow added to a box) does not. The band is
+discounted here only when its differences span ``OVERLAY_SPAN`` of the edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from contentmatch_match.index.image_verify import (
+    CLIP_HIGH,
+    CLIP_LOW,
+    DIFF_GREY,
+    DenseCheck,
+    Thumb,
+    edge_bands,
+    envelope_residual,
+    refine_ecc,
+    warp,
+)
+
+BLUR = 1.0  # Gaussian blur (px at 128) of both sides before comparing: JPEG blocks, noise
+OVERLAY_SPAN = 0.5  # share of the edge a band's differences must span to count as an overlay
+SHRINK_BELOW = 0.8  # query shown smaller than this in the work's frame: shrink it first
+COARSEN_ABOVE = 1.25  # query shown larger than this (upscaled): the work loses the same detail
+CLIP_SLACK = 20.0  # grey levels: a clipped query pixel says nothing where the work is near it
+MIN_PIXELS = 64  # overlap pixels below which the check has nothing to say
+TONE_BINS = 16  # bands of work grey levels of the tone curve ...
+TONE_MIN_PIXELS = 12  # ... each needing this many pixels to have a say
+
+
+@dataclass(frozen=True)
+class FineCheck:
+    diff: float  # share of the overlap's pixels that differ (an overlay band discounted)
+    band: str  # the edge band discounted as an overlay ("" = none)
+    band_span: float  # share of that edge the band's differences span (0 without a band)
+
+    def as_evidence(self) -> dict[str, object]:
+        ev: dict[str, object] = {"fine_diff": round(self.diff, 4)}
+        if self.band:
+            ev["fine_band"] = self.band
+        return ev
+
+
+def fine_check(work: Thumb, query: Thumb, dense: DenseCheck) -> FineCheck | None:
+    """Compare ``query`` with the work's fine thumbnail under the dense check's alignment;
+    None when either is missing (older fingerprints, works too small to have been shrunk)
+    or the pictures are flat (the dense check's detail correlation has decided those)."""
+    if work.fine is None or dense.align is None or dense.flat:
+        return None
+    w = work.fine.astype(np.float32)
+    wh, ww = w.shape
+    ch, cw = work.grey.shape
+    to_fine = np.diag([ww / cw, wh / ch, 1.0])
+    A = (to_fine @ np.vstack([dense.align, [0, 0, 1]]))[:2]
+    q = query.grey.astype(np.float32)
+    scale = float(np.sqrt(abs(np.linalg.det(A[:, :2]))))
+    if scale < SHRINK_BELOW:
+        h, qw = q.shape
+        nw, nh = max(8, round(qw * scale)), max(8, round(h * scale))
+        q = cv2.resize(q, (nw, nh), interpolation=cv2.INTER_AREA)
+        A = (np.vstack([A, [0, 0, 1]]) @ np.diag([qw / nw, h / nh, 1.0]))[:2]
+    elif scale > COARSEN_ABOVE:
+        small = (max(8, round(ww / scale)), max(8, round(wh / scale)))
+        w = cv2.resize(cv2.resize(w, small, interpolation=cv2.INTER_AREA), (ww, wh))
+    wb = cv2.GaussianBlur(w, (0, 0), BLUR)
+    warped, mask = warp(q, A, ww, wh)
+    best = _compare(wb, warped, mask, dense.band)
+    if best is not None and best.diff > 0:
+        # ECC at this resolution fixes the sub-pixel misalignment the 64 px fit left; an
+        # overlay can pull it off, so the better of the two counts (as in the dense check).
+        corr = refine_ecc(w, warped, mask)
+        if corr is not None:
+            C = np.vstack([corr.astype(np.float64), [0, 0, 1]])
+            A2 = (np.linalg.inv(C) @ np.vstack([A, [0, 0, 1]]))[:2]
+            refined = _compare(wb, *warp(q, A2, ww, wh), dense.band)
+            if refined is not None and refined.diff < best.diff:
+                best = refined
+    return best
+
+
+def _compare(wb: np.ndarray, warped: np.ndarray, mask: np.ndarray, band: str) -> FineCheck | None:
+    core = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    if int(core.sum()) < MIN_PIXELS:
+        return None
+    qb = cv2.GaussianBlur(warped, (0, 0), BLUR)
+    in_band = np.zeros_like(core)
+    if band:
+        in_band[edge_bands(core)[band]] = True
+        in_band &= core
+    # Clipped highlights and shadows (a brightness change) hide whatever the work had there;
+    # they must not bend the gain/offset fit either (a washed-out page would pull it flat).
+    q_clipped = (qb >= CLIP_HIGH) | (qb <= CLIP_LOW)
+    fit_on = core & ~in_band & ~q_clipped
+    # Two global models of the grey levels, each pixel judged by the one that explains it
+    # better: a gain/offset (blur spreads thin lines, which a tone curve would follow into
+    # the wrong grey levels) and a monotone tone curve (clipped colour channels).
+    residual, wf = envelope_residual(wb, qb, fit_on)
+    residual = np.minimum(residual, envelope_residual(_tone_mapped(wb, qb, fit_on), qb, fit_on)[0])
+    clipped = ((qb >= CLIP_HIGH) & (wf >= CLIP_HIGH - CLIP_SLACK)) | (
+        (qb <= CLIP_LOW) & (wf <= CLIP_LOW + CLIP_SLACK)
+    )
+    differ = core & ~clipped & (residual > DIFF_GREY)
+    span = 0.0
+    if in_band.any():
+        axis = 0 if band in ("top", "bottom") else 1  # collapse across the band: along the edge
+        along = in_band.any(axis=axis)
+        span = float((differ & in_band).any(axis=axis)[along].mean())
+    discount = band if span >= OVERLAY_SPAN else ""
+    keep = core & ~clipped
+    if discount:
+        keep &= ~in_band
+    n = max(int(keep.sum()), 1)
+    return FineCheck(float((differ & keep).sum() / n), discount, span)
+
+
+def _tone_mapped(w: np.ndarray, q: np.ndarray, fit_on: np.ndarray) -> np.ndarray:
+    """The work through the monotone tone curve that best maps it onto the query (medians of
+    the query per band of work grey levels, made non-decreasing). Brightness, contrast and
+    gamma changes clip colour channels one by one, which bends the grey levels in a way no
+    gain/offset follows; a monotone curve cannot, however, turn a white patch black where
+    the rest of the picture keeps its whites."""
+    wv, qv = w[fit_on], q[fit_on]
+    if wv.size < MIN_PIXELS:
+        return w
+    bins = np.clip((wv / (256.0 / TONE_BINS)).astype(np.int32), 0, TONE_BINS - 1)
+    centres, medians = [], []
+    for b in range(TONE_BINS):
+        sel = bins == b
+        if int(sel.sum()) >= TONE_MIN_PIXELS:
+            centres.append(float(np.median(wv[sel])))
+            medians.append(float(np.median(qv[sel])))
+    if len(centres) < 2:
+        return w
+    curve = np.maximum.accumulate(np.array(medians))
+    return np.interp(w, np.array(centres), curve).astype(np.float32)

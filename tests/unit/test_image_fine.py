@@ -1,0 +1,115 @@
+"""Fine check: template siblings that pass the 64 px dense check are refused at 128 px,
+while copies (re-encoded, resized, blurred, captioned) still pass."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from contentmatch_fingerprint.signals.image import fingerprint_image, grey_thumbnail
+from contentmatch_match.index.image import FINE_MAX_DIFF, ImageIndex, _dense_accepts
+from contentmatch_match.index.image_fine import fine_check
+from contentmatch_match.index.image_verify import (
+    DenseCheck,
+    Thumb,
+    dense_check,
+    scale_transform,
+    work_thumbnail,
+)
+from contentmatch_shared.thumb_payload import decode_chroma, decode_thumb
+from tests.fixtures.flat_images import make_flat_wallpaper
+from tests.fixtures.images import make_image, to_bytes, transform
+from tests.fixtures.template_images import SYMBOLS, make_template_sign
+
+pytestmark = pytest.mark.unit
+
+
+def _thumb(img: Image.Image) -> Thumb:
+    payload = grey_thumbnail(img.convert("RGB"))
+    return Thumb(decode_thumb(payload), decode_chroma(payload))
+
+
+def _checks(work: Image.Image, query: Image.Image):
+    w = work_thumbnail(_thumb(work))
+    q = _thumb(query)
+    (qh, qw), (wh, ww) = q.grey.shape, w.grey.shape
+    dense = dense_check(w, q, scale_transform(qw, qh, ww, wh))
+    return dense, fine_check(w, q, dense)
+
+
+@pytest.mark.parametrize("a,b", list(itertools.permutations(SYMBOLS, 2)))
+def test_template_siblings_pass_the_dense_check_but_not_the_fine_one(a, b):
+    dense, fine = _checks(make_template_sign(a), make_template_sign(b))
+    assert _dense_accepts(dense)  # what made them false positives before
+    assert fine is not None and fine.diff > FINE_MAX_DIFF
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "resize_third",
+        "jpeg_q20",
+        "webp_small",
+        "brightness_contrast",
+        "grayscale",
+        "blur_noise",
+        "caption_banner",
+    ],
+)
+@pytest.mark.parametrize("kind", ["photo", "sign"])
+def test_copies_pass_the_fine_check(kind, name):
+    work = make_image(5, (480, 360)) if kind == "photo" else make_template_sign("cross")
+    dense, fine = _checks(work, transform(work, name, seed=2))
+    assert _dense_accepts(dense)
+    assert fine is not None and fine.diff <= FINE_MAX_DIFF, fine
+
+
+def test_an_edge_band_is_discounted_only_when_it_looks_like_an_overlay():
+    work = make_template_sign("cross")
+    # A caption banner differs all along the bottom edge: an overlay, discounted.
+    dense, fine = _checks(work, transform(work, "caption_banner", seed=2))
+    assert dense.band == "bottom" and fine is not None
+    assert fine.band == "bottom" and fine.band_span >= 0.9 and fine.diff <= FINE_MAX_DIFF
+    # A small mark near a corner (math_lsub ~ math_lsup) sits in a band the dense check may
+    # discount, but it does not span the edge: it counts.
+    dense, fine = _checks(work, make_template_sign("cross", corner_mark=True))
+    assert dense.band and _dense_accepts(dense)
+    assert fine is not None and fine.band == "" and fine.band_span < 0.5
+    assert fine.diff > FINE_MAX_DIFF
+
+
+def test_fine_check_steps_aside_without_a_fine_thumbnail_or_on_flat_pictures():
+    small = make_template_sign("bar", size=(60, 54))  # not shrunk: nothing finer to keep
+    w = work_thumbnail(_thumb(small))
+    assert w.fine is None
+    dense = DenseCheck(1.0, 1.0, 0.0, 1.0, "", 1.0, 1.0, align=np.eye(2, 3))
+    assert fine_check(w, _thumb(small), dense) is None
+    flat = make_flat_wallpaper(1)
+    d, fine = _checks(flat, transform(flat, "jpeg_q75", seed=1))
+    assert d.flat and fine is None
+
+
+def test_fine_thumbnail_is_counted_in_index_memory():
+    work = work_thumbnail(_thumb(make_template_sign("dot")))
+    assert work.fine is not None and work.fine.shape == (115, 128)
+    assert work.nbytes == work.grey.nbytes + work.chroma.nbytes + work.fine.nbytes
+
+
+def test_index_refuses_template_siblings_and_keeps_copies():
+    idx = ImageIndex()
+    signs = {s: make_template_sign(s) for s in SYMBOLS[:2]}
+    for s, img in signs.items():
+        idx.add(s, fingerprint_image(to_bytes(img)))
+    for other in SYMBOLS[2:]:
+        assert idx.search(fingerprint_image(to_bytes(make_template_sign(other)))) == []
+    assert (
+        idx.search(fingerprint_image(to_bytes(make_template_sign("bar", corner_mark=True)))) == []
+    )
+    for s, img in signs.items():
+        for name in ("jpeg_q20", "resize_third", "caption_banner", "crop_10", "border_15"):
+            hits = idx.search(fingerprint_image(to_bytes(transform(img, name, seed=3))))
+            assert [h.work_id for h in hits] == [s], (s, name, hits)
+            assert hits[0].evidence["fine_diff"] <= FINE_MAX_DIFF

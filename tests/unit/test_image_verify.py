@@ -144,7 +144,9 @@ def test_crop_compared_through_its_transform(work):
     A = np.array([[s, 0, 0.2 * wt.grey.shape[1]], [0, s, 0.2 * wt.grey.shape[0]]])
     d = dense_check(wt, qt, A)
     assert d.overlap == pytest.approx(0.36, abs=0.05)
+    assert d.query_overlap == pytest.approx(1.0, abs=0.05)  # all of the crop lies on the work
     assert d.agree >= 0.9, d
+    assert _dense_accepts(d)
     shifted = A.copy()
     shifted[0, 2] += 0.15 * wt.grey.shape[1]  # a wrong alignment must not agree
     assert dense_check(wt, qt, shifted).agree < 0.5
@@ -191,3 +193,22 @@ def test_steep_gradients_in_the_same_direction_do_not_agree():
     b = Image.fromarray(np.clip(b[..., None] + steep, 0, 255).astype(np.uint8).repeat(3, 2))
     assert not _dense_accepts(_check(a, b))
     assert _dense_accepts(_check(a, transform(a, "blur_noise", seed=1)))
+
+
+def test_pictures_overlapping_side_by_side_are_not_copies(work):
+    """A drawing that shares half of itself with a work (a glyph with its subscript on the
+    other side, aligned on the glyph) is neither a crop nor a canvas of it."""
+    w, h = SIZE
+    other = make_image(77, SIZE)
+    query = Image.new("RGB", SIZE)
+    query.paste(work.crop((w // 2, 0, w, h)), (0, 0))  # the work's right half, on the left
+    query.paste(other.crop((0, 0, w // 2, h)), (w // 2, 0))  # something else beside it
+    wt = work_thumbnail(_thumb(work))
+    qt = _thumb(query)
+    s = wt.grey.shape[1] / qt.grey.shape[1]
+    A = np.array([[s, 0, 0.5 * wt.grey.shape[1]], [0, s, 0]])  # aligned on the shared half
+    d = dense_check(wt, qt, A)
+    assert d.overlap == pytest.approx(0.5, abs=0.06)
+    assert d.query_overlap == pytest.approx(0.5, abs=0.06)
+    assert d.agree_band >= DENSE_ACCEPT  # where they overlap, they agree ...
+    assert not _dense_accepts(d)  # ... but half of each lies outside the other

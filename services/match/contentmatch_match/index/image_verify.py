@@ -101,6 +101,10 @@ class DenseCheck:
     informative: float  # share of the covered pixels that are textured
     smooth: float = math.nan  # when flat: correlation of their faint detail (NaN: none)
     flat: bool = False  # both (nearly) flat where they overlap: compared by ``smooth`` only
+    # Share of the aligned query that lies on the work: a crop lies inside the work (1.0), a
+    # canvas holds the whole work (overlap 1.0); a drawing overlapping another only in part
+    # (a shared glyph, side by side) has both near one half.
+    query_overlap: float = 1.0
     # The alignment the figures were measured with (2x3, query thumbnail px -> work thumbnail
     # px, after ECC refinement when that won): the finer check starts from it.
     align: np.ndarray | None = field(default=None, compare=False, repr=False)
@@ -112,6 +116,7 @@ class DenseCheck:
             "dense_diff": round(self.diff, 3),
             "dense_band": self.band,
             "dense_overlap": round(self.overlap, 3),
+            "dense_query_overlap": round(self.query_overlap, 3),
         }
         if not math.isnan(self.colour):
             ev["dense_colour"] = round(self.colour, 3)
@@ -357,7 +362,12 @@ def dense_check(work: Thumb, query: Thumb, A: np.ndarray) -> DenseCheck:
     def original_px(a: np.ndarray) -> np.ndarray:
         return (np.vstack([a, [0, 0, 1]]) @ shrink)[:2]
 
-    best = replace(_compare(wp, warped, mask), align=original_px(A))
+    def measured(d: DenseCheck, a: np.ndarray) -> DenseCheck:
+        on_work = d.overlap * ww * wh  # px of the work frame the query covers
+        query_px = abs(float(np.linalg.det(a[:, :2]))) * q.shape[0] * q.shape[1]
+        return replace(d, align=original_px(a), query_overlap=min(1.0, on_work / query_px))
+
+    best = measured(_compare(wp, warped, mask), A)
     # (Flat fields need no refinement: their smooth correlation barely feels a pixel.)
     if (best.agree_band < 0.999 or best.diff > 0) and math.isnan(best.smooth):
         corr = refine_ecc(wp[:, :, 0], warped[:, :, 0], mask)
@@ -367,7 +377,7 @@ def dense_check(work: Thumb, query: Thumb, A: np.ndarray) -> DenseCheck:
             C3 = np.vstack([corr.astype(np.float64), [0, 0, 1]])
             A2 = (np.linalg.inv(C3) @ A3)[:2]
             warped2, mask2 = warp(q, A2, ww, wh)
-            refined = replace(_compare(wp, warped2, mask2), align=original_px(A2))
+            refined = measured(_compare(wp, warped2, mask2), A2)
             if refined.agree_band - refined.diff > best.agree_band - best.diff:
                 best = refined
     return best

@@ -44,6 +44,9 @@ BLUR = 1.0  # Gaussian blur (px at 128) of both sides before comparing: JPEG blo
 OVERLAY_SPAN = 0.5  # share of the edge a band's differences must span to count as an overlay
 SHRINK_BELOW = 0.8  # query shown smaller than this in the work's frame: shrink it first
 COARSEN_ABOVE = 1.25  # query shown larger than this (upscaled): the work loses the same detail
+# ... and beyond this, the query shows the work at under 80 px (a small paste in a canvas):
+# nothing finer than the dense check's 64 px to look at, only resampling differences.
+MAX_UPSCALE = 1.6
 CLIP_SLACK = 20.0  # grey levels: a clipped query pixel says nothing where the work is near it
 MIN_PIXELS = 64  # overlap pixels below which the check has nothing to say
 TONE_BINS = 16  # bands of work grey levels of the tone curve ...
@@ -65,8 +68,9 @@ class FineCheck:
 
 def fine_check(work: Thumb, query: Thumb, dense: DenseCheck) -> FineCheck | None:
     """Compare ``query`` with the work's fine thumbnail under the dense check's alignment;
-    None when either is missing (older fingerprints, works too small to have been shrunk)
-    or the pictures are flat (the dense check's detail correlation has decided those)."""
+    None when either is missing (older fingerprints, works too small to have been shrunk),
+    when the query shows the work no sharper than the dense check saw it, or when the
+    pictures are flat (the dense check's detail correlation has decided those)."""
     if work.fine is None or dense.align is None or dense.flat:
         return None
     w = work.fine.astype(np.float32)
@@ -76,6 +80,8 @@ def fine_check(work: Thumb, query: Thumb, dense: DenseCheck) -> FineCheck | None
     A = (to_fine @ np.vstack([dense.align, [0, 0, 1]]))[:2]
     q = query.grey.astype(np.float32)
     scale = float(np.sqrt(abs(np.linalg.det(A[:, :2]))))
+    if scale > MAX_UPSCALE:
+        return None
     if scale < SHRINK_BELOW:
         h, qw = q.shape
         nw, nh = max(8, round(qw * scale)), max(8, round(h * scale))

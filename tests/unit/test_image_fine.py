@@ -113,3 +113,19 @@ def test_index_refuses_template_siblings_and_keeps_copies():
             hits = idx.search(fingerprint_image(to_bytes(transform(img, name, seed=3))))
             assert [h.work_id for h in hits] == [s], (s, name, hits)
             assert hits[0].evidence["fine_diff"] <= FINE_MAX_DIFF
+
+
+def test_fine_check_steps_aside_when_the_query_shows_the_work_small():
+    """A work pasted at 40 % of a canvas shows it at ~50 px in the query's 128 px thumbnail:
+    nothing finer than the dense check's 64 px to compare, only resampling differences."""
+    work = make_template_sign("dot")
+    canvas = Image.new("RGB", (1000, 900), (40, 60, 90))
+    canvas.paste(work.resize((400, 360)), (300, 270))
+    w = work_thumbnail(_thumb(work))
+    q = _thumb(canvas)
+    f = q.grey.shape[1] / 1000  # canvas px -> query thumbnail px
+    s = w.grey.shape[1] / (400 * f)  # query thumbnail px -> work thumbnail px
+    A = np.array([[s, 0, -300 * f * s], [0, s, -270 * f * s]])
+    dense = dense_check(w, q, A)
+    assert _dense_accepts(dense) and dense.overlap > 0.9
+    assert fine_check(w, q, dense) is None

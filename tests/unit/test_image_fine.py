@@ -9,34 +9,24 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from contentmatch_fingerprint.signals.image import fingerprint_image, grey_thumbnail
+from contentmatch_fingerprint.signals.image import fingerprint_image
 from contentmatch_match.index.image import FINE_MAX_DIFF, ImageIndex, _dense_accepts
 from contentmatch_match.index.image_fine import fine_check
 from contentmatch_match.index.image_verify import (
     DenseCheck,
-    Thumb,
     dense_check,
-    scale_transform,
     work_thumbnail,
 )
-from contentmatch_shared.thumb_payload import decode_chroma, decode_thumb
 from tests.fixtures.flat_images import make_flat_wallpaper
 from tests.fixtures.images import make_image, to_bytes, transform
 from tests.fixtures.template_images import SYMBOLS, make_template_sign
+from tests.fixtures.thumbs import full_picture_check, thumb_of
 
 pytestmark = pytest.mark.unit
 
 
-def _thumb(img: Image.Image) -> Thumb:
-    payload = grey_thumbnail(img.convert("RGB"))
-    return Thumb(decode_thumb(payload), decode_chroma(payload))
-
-
 def _checks(work: Image.Image, query: Image.Image):
-    w = work_thumbnail(_thumb(work))
-    q = _thumb(query)
-    (qh, qw), (wh, ww) = q.grey.shape, w.grey.shape
-    dense = dense_check(w, q, scale_transform(qw, qh, ww, wh))
+    w, q, dense = full_picture_check(work, query)
     return dense, fine_check(w, q, dense)
 
 
@@ -83,17 +73,17 @@ def test_an_edge_band_is_discounted_only_when_it_looks_like_an_overlay():
 
 def test_fine_check_steps_aside_without_a_fine_thumbnail_or_on_flat_pictures():
     small = make_template_sign("bar", size=(60, 54))  # not shrunk: nothing finer to keep
-    w = work_thumbnail(_thumb(small))
+    w = work_thumbnail(thumb_of(small))
     assert w.fine is None
     dense = DenseCheck(1.0, 1.0, 0.0, 1.0, "", 1.0, 1.0, align=np.eye(2, 3))
-    assert fine_check(w, _thumb(small), dense) is None
+    assert fine_check(w, thumb_of(small), dense) is None
     flat = make_flat_wallpaper(1)
     d, fine = _checks(flat, transform(flat, "jpeg_q75", seed=1))
     assert d.flat and fine is None
 
 
 def test_fine_thumbnail_is_counted_in_index_memory():
-    work = work_thumbnail(_thumb(make_template_sign("dot")))
+    work = work_thumbnail(thumb_of(make_template_sign("dot")))
     assert work.fine is not None and work.fine.shape == (115, 128)
     assert work.nbytes == work.grey.nbytes + work.chroma.nbytes + work.fine.nbytes
 
@@ -121,8 +111,8 @@ def test_fine_check_steps_aside_when_the_query_shows_the_work_small():
     work = make_template_sign("dot")
     canvas = Image.new("RGB", (1000, 900), (40, 60, 90))
     canvas.paste(work.resize((400, 360)), (300, 270))
-    w = work_thumbnail(_thumb(work))
-    q = _thumb(canvas)
+    w = work_thumbnail(thumb_of(work))
+    q = thumb_of(canvas)
     f = q.grey.shape[1] / 1000  # canvas px -> query thumbnail px
     s = w.grey.shape[1] / (400 * f)  # query thumbnail px -> work thumbnail px
     A = np.array([[s, 0, -300 * f * s], [0, s, -270 * f * s]])

@@ -8,33 +8,25 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageOps
 
-from contentmatch_fingerprint.signals.image import fingerprint_image, grey_thumbnail
+from contentmatch_fingerprint.signals.image import fingerprint_image
 from contentmatch_match.index.image import DENSE_ACCEPT, ImageIndex, _dense_accepts
 from contentmatch_match.index.image_verify import (
     Thumb,
     dense_check,
-    scale_transform,
     work_thumbnail,
 )
 from contentmatch_shared.thumb_payload import decode_chroma, decode_thumb, encode_thumb
 from tests.fixtures.flat_images import make_flat_wallpaper, make_plain_gradient
 from tests.fixtures.images import make_image, to_bytes, transform
+from tests.fixtures.thumbs import full_picture_check, thumb_of
 
 pytestmark = pytest.mark.unit
 
 SIZE = (480, 360)
 
 
-def _thumb(img: Image.Image) -> Thumb:
-    payload = grey_thumbnail(img.convert("RGB"))
-    return Thumb(decode_thumb(payload), decode_chroma(payload))
-
-
 def _check(work: Image.Image, query: Image.Image):
-    w = work_thumbnail(_thumb(work))
-    q = _thumb(query)
-    (qh, qw), (wh, ww) = q.grey.shape, w.grey.shape
-    return dense_check(w, q, scale_transform(qw, qh, ww, wh))
+    return full_picture_check(work, query)[2]
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +129,8 @@ def test_sibling_sign_with_another_symbol_is_refused():
 def test_crop_compared_through_its_transform(work):
     w, h = SIZE
     crop = work.crop((w // 5, h // 5, 4 * w // 5, 4 * h // 5))
-    wt = work_thumbnail(_thumb(work))
-    qt = _thumb(crop)
+    wt = work_thumbnail(thumb_of(work))
+    qt = thumb_of(crop)
     # query thumbnail px -> work thumbnail px: scale to the crop's size, shift to its corner
     s = (0.6 * wt.grey.shape[1]) / qt.grey.shape[1]
     A = np.array([[s, 0, 0.2 * wt.grey.shape[1]], [0, s, 0.2 * wt.grey.shape[0]]])
@@ -203,8 +195,8 @@ def test_pictures_overlapping_side_by_side_are_not_copies(work):
     query = Image.new("RGB", SIZE)
     query.paste(work.crop((w // 2, 0, w, h)), (0, 0))  # the work's right half, on the left
     query.paste(other.crop((0, 0, w // 2, h)), (w // 2, 0))  # something else beside it
-    wt = work_thumbnail(_thumb(work))
-    qt = _thumb(query)
+    wt = work_thumbnail(thumb_of(work))
+    qt = thumb_of(query)
     s = wt.grey.shape[1] / qt.grey.shape[1]
     A = np.array([[s, 0, 0.5 * wt.grey.shape[1]], [0, s, 0]])  # aligned on the shared half
     d = dense_check(wt, qt, A)

@@ -34,9 +34,13 @@ from contentmatch_match.index.image_verify import (
     DIFF_GREY,
     DenseCheck,
     Thumb,
+    after_ecc,
     edge_bands,
     envelope_residual,
+    homogeneous,
     refine_ecc,
+    shrink_query,
+    transform_scale,
     warp,
 )
 
@@ -76,18 +80,12 @@ def fine_check(work: Thumb, query: Thumb, dense: DenseCheck) -> FineCheck | None
     w = work.fine.astype(np.float32)
     wh, ww = w.shape
     ch, cw = work.grey.shape
-    to_fine = np.diag([ww / cw, wh / ch, 1.0])
-    A = (to_fine @ np.vstack([dense.align, [0, 0, 1]]))[:2]
-    q = query.grey.astype(np.float32)
-    scale = float(np.sqrt(abs(np.linalg.det(A[:, :2]))))
+    A = (np.diag([ww / cw, wh / ch, 1.0]) @ homogeneous(dense.align))[:2]
+    scale = transform_scale(A)
     if scale > MAX_UPSCALE:
         return None
-    if scale < SHRINK_BELOW:
-        h, qw = q.shape
-        nw, nh = max(8, round(qw * scale)), max(8, round(h * scale))
-        q = cv2.resize(q, (nw, nh), interpolation=cv2.INTER_AREA)
-        A = (np.vstack([A, [0, 0, 1]]) @ np.diag([qw / nw, h / nh, 1.0]))[:2]
-    elif scale > COARSEN_ABOVE:
+    q, A, _ = shrink_query(query.grey.astype(np.float32), A, below=SHRINK_BELOW)
+    if scale > COARSEN_ABOVE:
         small = (max(8, round(ww / scale)), max(8, round(wh / scale)))
         w = cv2.resize(cv2.resize(w, small, interpolation=cv2.INTER_AREA), (ww, wh))
     wb = cv2.GaussianBlur(w, (0, 0), BLUR)
@@ -98,9 +96,7 @@ def fine_check(work: Thumb, query: Thumb, dense: DenseCheck) -> FineCheck | None
         # overlay can pull it off, so the better of the two counts (as in the dense check).
         corr = refine_ecc(w, warped, mask)
         if corr is not None:
-            C = np.vstack([corr.astype(np.float64), [0, 0, 1]])
-            A2 = (np.linalg.inv(C) @ np.vstack([A, [0, 0, 1]]))[:2]
-            refined = _compare(wb, *warp(q, A2, ww, wh), dense.band)
+            refined = _compare(wb, *warp(q, after_ecc(A, corr), ww, wh), dense.band)
             if refined is not None and refined.diff < best.diff:
                 best = refined
     return best
@@ -117,16 +113,14 @@ def _compare(wb: np.ndarray, warped: np.ndarray, mask: np.ndarray, band: str) ->
         in_band &= core
     # Clipped highlights and shadows (a brightness change) hide whatever the work had there;
     # they must not bend the gain/offset fit either (a washed-out page would pull it flat).
-    q_clipped = (qb >= CLIP_HIGH) | (qb <= CLIP_LOW)
-    fit_on = core & ~in_band & ~q_clipped
+    q_high, q_low = qb >= CLIP_HIGH, qb <= CLIP_LOW
+    fit_on = core & ~in_band & ~q_high & ~q_low
     # Two global models of the grey levels, each pixel judged by the one that explains it
     # better: a gain/offset (blur spreads thin lines, which a tone curve would follow into
     # the wrong grey levels) and a monotone tone curve (clipped colour channels).
     residual, wf = envelope_residual(wb, qb, fit_on)
     residual = np.minimum(residual, envelope_residual(_tone_mapped(wb, qb, fit_on), qb, fit_on)[0])
-    clipped = ((qb >= CLIP_HIGH) & (wf >= CLIP_HIGH - CLIP_SLACK)) | (
-        (qb <= CLIP_LOW) & (wf <= CLIP_LOW + CLIP_SLACK)
-    )
+    clipped = (q_high & (wf >= CLIP_HIGH - CLIP_SLACK)) | (q_low & (wf <= CLIP_LOW + CLIP_SLACK))
     differ = core & ~clipped & (residual > DIFF_GREY)
     span = 0.0
     if in_band.any():

@@ -176,18 +176,36 @@ def _planes(t: Thumb) -> np.ndarray:
     return out
 
 
-def _prepare_query(q: np.ndarray, A: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Shrink the query first when the transform shrinks it a lot (warpAffine alone aliases):
-    (query, transform from it, 3x3 original query px -> its px)."""
-    s = float(np.sqrt(abs(np.linalg.det(A[:, :2]))))
+def transform_scale(A: np.ndarray) -> float:
+    """The linear scale of a 2x3 transform (geometric mean of its two axes)."""
+    return float(np.sqrt(abs(np.linalg.det(A[:, :2]))))
+
+
+def homogeneous(A: np.ndarray) -> np.ndarray:
+    """A 2x3 transform as 3x3, for composing."""
+    return np.vstack([A, [0, 0, 1]])
+
+
+def shrink_query(
+    q: np.ndarray, A: np.ndarray, below: float, margin: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Shrink the query first when ``A`` shrinks it below ``below`` (warpAffine alone
+    aliases), to ``margin`` times the size ``A`` shows it at: (query, transform from it,
+    3x3 original query px -> its px)."""
+    s = transform_scale(A)
     shrink = np.eye(3)
-    if s < 0.7:
+    if s < below:
         h, w = q.shape[:2]
-        nw, nh = max(8, round(w * s * 1.25)), max(8, round(h * s * 1.25))
+        nw, nh = max(8, round(w * s * margin)), max(8, round(h * s * margin))
         shrink = np.diag([nw / w, nh / h, 1.0])
         q = cv2.resize(q, (nw, nh), interpolation=cv2.INTER_AREA)
         A = A @ np.linalg.inv(shrink)
     return q, A, shrink
+
+
+def after_ecc(A: np.ndarray, corr: np.ndarray) -> np.ndarray:
+    """ECC found W with work(x) ~ warped(W x): the aligned transform is W^-1 A."""
+    return (np.linalg.inv(homogeneous(corr.astype(np.float64))) @ homogeneous(A))[:2]
 
 
 def warp(q: np.ndarray, A: np.ndarray, ww: int, wh: int) -> tuple[np.ndarray, np.ndarray]:
@@ -356,26 +374,23 @@ def dense_check(work: Thumb, query: Thumb, A: np.ndarray) -> DenseCheck:
     misalignments, but an overlay can pull it off). About 1-3 ms per candidate."""
     wp = _planes(work)
     wh, ww = wp.shape[:2]
-    q, A, shrink = _prepare_query(_planes(query), np.asarray(A, dtype=np.float64))
+    q, A, shrink = shrink_query(
+        _planes(query), np.asarray(A, dtype=np.float64), below=0.7, margin=1.25
+    )
     warped, mask = warp(q, A, ww, wh)
-
-    def original_px(a: np.ndarray) -> np.ndarray:
-        return (np.vstack([a, [0, 0, 1]]) @ shrink)[:2]
 
     def measured(d: DenseCheck, a: np.ndarray) -> DenseCheck:
         on_work = d.overlap * ww * wh  # px of the work frame the query covers
         query_px = abs(float(np.linalg.det(a[:, :2]))) * q.shape[0] * q.shape[1]
-        return replace(d, align=original_px(a), query_overlap=min(1.0, on_work / query_px))
+        align = (homogeneous(a) @ shrink)[:2]  # in the original query's px
+        return replace(d, align=align, query_overlap=min(1.0, on_work / query_px))
 
     best = measured(_compare(wp, warped, mask), A)
     # (Flat fields need no refinement: their smooth correlation barely feels a pixel.)
     if (best.agree_band < 0.999 or best.diff > 0) and math.isnan(best.smooth):
         corr = refine_ecc(wp[:, :, 0], warped[:, :, 0], mask)
         if corr is not None:
-            # ECC found W with work(x) ~ warped(W x): the aligned transform is W^-1 A.
-            A3 = np.vstack([A, [0, 0, 1]])
-            C3 = np.vstack([corr.astype(np.float64), [0, 0, 1]])
-            A2 = (np.linalg.inv(C3) @ A3)[:2]
+            A2 = after_ecc(A, corr)
             warped2, mask2 = warp(q, A2, ww, wh)
             refined = measured(_compare(wp, warped2, mask2), A2)
             if refined.agree_band - refined.diff > best.agree_band - best.diff:

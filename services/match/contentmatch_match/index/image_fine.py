@@ -15,6 +15,11 @@ blocks, noise); a global gain/offset and one pixel of slack are allowed (the den
 envelope test); and the share of overlap pixels still beyond ``DIFF_GREY`` grey levels is
 ``diff``.
 
+Where the differing pixels lie matters as much as how many there are: a copy's are scattered
+along edges (resampling, JPEG ringing), a sibling's gather on the symbol that differs (a lion
+for a cross in the same badge, another coat of arms on the same tricolour). ``cluster`` is
+the share of differing pixels in the densest ``CLUSTER_WINDOW`` square.
+
 Edge bands: the dense check may discount one edge band as an overlay. A caption banner or a
 letterbox differs all along its edge; a sibling's differing symbol that happens to sit near
 an edge (the superscript of ``math_lsup``, the arrow added to a box) does not. The band is
@@ -36,6 +41,7 @@ from contentmatch_match.index.image_verify import (
     Thumb,
     after_ecc,
     edge_bands,
+    envelope,
     envelope_residual,
     homogeneous,
     refine_ecc,
@@ -53,6 +59,9 @@ COARSEN_ABOVE = 1.25  # query shown larger than this (upscaled): the work loses 
 MAX_UPSCALE = 1.6
 CLIP_SLACK = 20.0  # grey levels: a clipped query pixel says nothing where the work is near it
 MIN_PIXELS = 64  # overlap pixels below which the check has nothing to say
+CLUSTER_WINDOW = 8  # px at 128: the square in which differing pixels are counted together
+CLUSTER_REACH = 2  # px of misregistration forgiven when counting them ...
+CLUSTER_GREY = DIFF_GREY  # ... and the grey levels beyond which a pixel counts
 TONE_BINS = 16  # bands of work grey levels of the tone curve ...
 TONE_MIN_PIXELS = 12  # ... each needing this many pixels to have a say
 
@@ -62,9 +71,13 @@ class FineCheck:
     diff: float  # share of the overlap's pixels that differ (an overlay band discounted)
     band: str  # the edge band discounted as an overlay ("" = none)
     band_span: float  # share of that edge the band's differences span (0 without a band)
+    cluster: float = 0.0  # share of differing pixels in the densest CLUSTER_WINDOW square
 
     def as_evidence(self) -> dict[str, object]:
-        ev: dict[str, object] = {"fine_diff": round(self.diff, 4)}
+        ev: dict[str, object] = {
+            "fine_diff": round(self.diff, 4),
+            "fine_cluster": round(self.cluster, 3),
+        }
         if self.band:
             ev["fine_band"] = self.band
         return ev
@@ -119,7 +132,8 @@ def _compare(wb: np.ndarray, warped: np.ndarray, mask: np.ndarray, band: str) ->
     # better: a gain/offset (blur spreads thin lines, which a tone curve would follow into
     # the wrong grey levels) and a monotone tone curve (clipped colour channels).
     residual, wf = envelope_residual(wb, qb, fit_on)
-    residual = np.minimum(residual, envelope_residual(_tone_mapped(wb, qb, fit_on), qb, fit_on)[0])
+    toned, wf_toned = envelope_residual(_tone_mapped(wb, qb, fit_on), qb, fit_on)
+    residual = np.minimum(residual, toned)
     clipped = (q_high & (wf >= CLIP_HIGH - CLIP_SLACK)) | (q_low & (wf <= CLIP_LOW + CLIP_SLACK))
     differ = core & ~clipped & (residual > DIFF_GREY)
     span = 0.0
@@ -132,7 +146,14 @@ def _compare(wb: np.ndarray, warped: np.ndarray, mask: np.ndarray, band: str) ->
     if discount:
         keep &= ~in_band
     n = max(int(keep.sum()), 1)
-    return FineCheck(float((differ & keep).sum() / n), discount, span)
+    # Clusters are counted with CLUSTER_REACH px of slack: a pixel or two of misregistration
+    # lines the edges of a compact dark dot with differences; another symbol differs beyond.
+    wide = np.minimum(envelope(wf, qb, CLUSTER_REACH), envelope(wf_toned, qb, CLUSTER_REACH))
+    counted = (keep & (wide > CLUSTER_GREY)).astype(np.float32)
+    k = (CLUSTER_WINDOW, CLUSTER_WINDOW)
+    density = cv2.boxFilter(counted, -1, k, normalize=True, borderType=cv2.BORDER_CONSTANT)
+    diff = float((differ & keep).sum() / n)
+    return FineCheck(diff, discount, span, float(density.max()))
 
 
 def _tone_mapped(w: np.ndarray, q: np.ndarray, fit_on: np.ndarray) -> np.ndarray:

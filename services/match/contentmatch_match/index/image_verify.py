@@ -19,7 +19,13 @@ through an identity alignment, RANSAC noise), and three things are measured on t
     query must lie within the min..max of the work's 3x3 neighbourhood, and vice versa). This
     catches the small symbol that differs inside an otherwise identical sign;
   * ``colour``: the cosine between the chroma fields (Cb/Cr), when both images have colour: a
-    recoloured icon or another tricolour flag has the same structure in grey.
+    recoloured icon or another tricolour flag has the same structure in grey. One cosine for
+    the whole picture lets a local recolour through (Ireland's green where France has blue
+    is a third of the flag), so ``colour_moved`` is measured per pixel too: the share of
+    coloured pixels whose Cb/Cr move beyond one global saturation gain (contrast changes
+    scale saturation; nothing else moves colours in a copy). And the mean chroma of each side
+    (``work_chroma``, ``query_chroma``): a copy can lose its colours (grey conversion), not
+    gain them.
 
 Texture means variation beyond a local ramp: a steep gradient varies locally too, and two
 gradients in the same direction would otherwise "agree". When both thumbnails are (nearly)
@@ -50,6 +56,8 @@ FLAT_SHARE = 0.02  # overlaps with fewer textured pixels than this are compared 
 AGREE_ZNCC = 0.5  # local ZNCC above which a textured pixel agrees
 DIFF_GREY = 48.0  # grey levels outside the neighbour envelope that make a pixel differ
 MIN_CHROMA = 6.0  # mean chroma magnitude below which an image counts as grey
+COLOURED = 12.0  # chroma magnitude (Cb/Cr levels) from which a pixel counts as coloured ...
+CHROMA_MOVED = 30.0  # ... and by how much its Cb/Cr may move beyond the global gain
 CLIP_LOW, CLIP_HIGH = 6.0, 249.0  # grey levels at which a query pixel counts as clipped
 BAND = 0.3  # widest edge band (share of the side) that may be discounted as an overlay
 ECC_ITERS = 30
@@ -108,6 +116,10 @@ class DenseCheck:
     # The alignment the figures were measured with (2x3, query thumbnail px -> work thumbnail
     # px, after ECC refinement when that won): the finer check starts from it.
     align: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # Share of the coloured pixels whose chroma moved beyond a global gain (NaN: a grey side)
+    colour_moved: float = math.nan
+    work_chroma: float = math.nan  # mean chroma magnitude of each side on the compared pixels
+    query_chroma: float = math.nan
 
     def as_evidence(self) -> dict[str, object]:
         ev: dict[str, object] = {
@@ -120,6 +132,8 @@ class DenseCheck:
         }
         if not math.isnan(self.colour):
             ev["dense_colour"] = round(self.colour, 3)
+        if not math.isnan(self.colour_moved):
+            ev["dense_colour_moved"] = round(self.colour_moved, 3)
         if not math.isnan(self.smooth):
             ev["dense_smooth"] = round(self.smooth, 4)
         return ev
@@ -344,12 +358,18 @@ def envelope_residual(
     if not (0.2 < a < 5):  # inverted or flattened: no brightness/contrast change explains it
         a, b = 1.0, float(np.median(qv - wv))
     wf = (a * w + b).astype(np.float32)
-    k = np.ones((3, 3), np.uint8)
+    return envelope(wf, q), wf
+
+
+def envelope(wf: np.ndarray, q: np.ndarray, reach: int = 1) -> np.ndarray:
+    """How far each pixel of ``q`` lies outside the min..max of the (fitted) work within
+    ``reach`` pixels, and vice versa: misalignment up to ``reach`` costs nothing."""
+    k = np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)
     lo_w, hi_w = cv2.erode(wf, k), cv2.dilate(wf, k)
     lo_q, hi_q = cv2.erode(q, k), cv2.dilate(q, k)
     r1 = np.maximum(np.maximum(lo_w - q, q - hi_w), 0)
     r2 = np.maximum(np.maximum(lo_q - wf, wf - hi_q), 0)
-    return np.maximum(r1, r2), wf
+    return np.maximum(r1, r2)
 
 
 def _envelope_diff(w: np.ndarray, q: np.ndarray, core: np.ndarray) -> np.ndarray:
@@ -357,15 +377,49 @@ def _envelope_diff(w: np.ndarray, q: np.ndarray, core: np.ndarray) -> np.ndarray
     return core & (envelope_residual(w, q, core)[0] > DIFF_GREY)
 
 
-def _colour(wc: np.ndarray, qc: np.ndarray, keep: np.ndarray) -> float:
-    """Cosine between the chroma fields on ``keep``; NaN when either side is grey."""
+@dataclass(frozen=True)
+class _Colours:
+    cosine: float = math.nan
+    moved: float = math.nan
+    work: float = math.nan
+    query: float = math.nan
+
+
+def _colours(wc: np.ndarray, qc: np.ndarray, keep: np.ndarray, chroma_px: float) -> _Colours:
+    """Chroma cosine, moved share and both sides' mean chroma on ``keep`` (cosine and moved
+    share NaN when either side is grey). ``chroma_px``: the size of one query chroma pixel in
+    work pixels, which the per-pixel comparison has to allow for."""
+    a, b = wc[keep], qc[keep]
+    if len(a) < 8:
+        return _Colours()
+    ma, mb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    na, nb = float(ma.mean()), float(mb.mean())
+    if na < MIN_CHROMA or nb < MIN_CHROMA:
+        return _Colours(work=na, query=nb)
+    dot = float((a * b).sum())
+    cosine = dot / (np.sqrt(float((a * a).sum()) * float((b * b).sum())) + 1e-6)
+    return _Colours(cosine, _colour_moved(wc, qc, keep, chroma_px), na, nb)
+
+
+def _colour_moved(wc: np.ndarray, qc: np.ndarray, keep: np.ndarray, chroma_px: float) -> float:
+    """Share of the coloured pixels whose Cb/Cr moved beyond one global gain. A query shown
+    small (a canvas, a centre crop) has coarse chroma in the work's frame: the work's is
+    brought to the same resolution, and the pixels within one query chroma pixel of the
+    overlap's edge, where the chroma mixes in what lies beyond, are left out."""
+    h, w = keep.shape
+    if chroma_px > 2.0:
+        small = (max(1, round(w / chroma_px)), max(1, round(h / chroma_px)))
+        wc = cv2.resize(cv2.resize(wc, small, interpolation=cv2.INTER_AREA), (w, h))
+        r = math.ceil(chroma_px)
+        keep = cv2.erode(keep.astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)) > 0
     a, b = wc[keep], qc[keep]
     if len(a) < 8:
         return math.nan
-    na, nb = np.linalg.norm(a, axis=1).mean(), np.linalg.norm(b, axis=1).mean()
-    if na < MIN_CHROMA or nb < MIN_CHROMA:
-        return math.nan
-    return float((a * b).sum() / (np.sqrt((a * a).sum() * (b * b).sum()) + 1e-6))
+    ma, mb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    gain = float((a * b).sum()) / max(float((a * a).sum()), 1e-6)  # query ~ gain * work
+    coloured = (ma > COLOURED) | (mb > COLOURED)
+    moved = coloured & (np.linalg.norm(b - gain * a, axis=1) > CHROMA_MOVED)
+    return float(moved.sum() / max(int(coloured.sum()), 1))
 
 
 def dense_check(work: Thumb, query: Thumb, A: np.ndarray) -> DenseCheck:
@@ -374,6 +428,9 @@ def dense_check(work: Thumb, query: Thumb, A: np.ndarray) -> DenseCheck:
     misalignments, but an overlay can pull it off). About 1-3 ms per candidate."""
     wp = _planes(work)
     wh, ww = wp.shape[:2]
+    chroma_px = 0.0  # one query chroma pixel, in work px
+    if query.chroma is not None and query.chroma.size:
+        chroma_px = transform_scale(np.asarray(A)) * query.grey.shape[1] / query.chroma.shape[1]
     q, A, shrink = shrink_query(
         _planes(query), np.asarray(A, dtype=np.float64), below=0.7, margin=1.25
     )
@@ -385,20 +442,20 @@ def dense_check(work: Thumb, query: Thumb, A: np.ndarray) -> DenseCheck:
         align = (homogeneous(a) @ shrink)[:2]  # in the original query's px
         return replace(d, align=align, query_overlap=min(1.0, on_work / query_px))
 
-    best = measured(_compare(wp, warped, mask), A)
+    best = measured(_compare(wp, warped, mask, chroma_px), A)
     # (Flat fields need no refinement: their smooth correlation barely feels a pixel.)
     if (best.agree_band < 0.999 or best.diff > 0) and math.isnan(best.smooth):
         corr = refine_ecc(wp[:, :, 0], warped[:, :, 0], mask)
         if corr is not None:
             A2 = after_ecc(A, corr)
             warped2, mask2 = warp(q, A2, ww, wh)
-            refined = measured(_compare(wp, warped2, mask2), A2)
+            refined = measured(_compare(wp, warped2, mask2, chroma_px), A2)
             if refined.agree_band - refined.diff > best.agree_band - best.diff:
                 best = refined
     return best
 
 
-def _compare(wp: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> DenseCheck:
+def _compare(wp: np.ndarray, warped: np.ndarray, mask: np.ndarray, chroma_px: float) -> DenseCheck:
     overlap = float(mask.mean())
     if overlap < 0.05:
         return NO_EVIDENCE
@@ -424,16 +481,20 @@ def _compare(wp: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> DenseCheck
     if flat:
         # Both (nearly) flat: a gradient wallpaper with faint shapes. No local structure at
         # this threshold, but the faint detail over the gradient is the picture.
+        c = _colours(wp[:, :, 1:], warped[:, :, 1:], core, chroma_px)
         return DenseCheck(
             0.0,
             0.0,
             1.0,
-            _colour(wp[:, :, 1:], warped[:, :, 1:], core),
+            c.cosine,
             "",
             overlap,
             share_info,
             smooth=_detail_corr(w, q, core, mask),
             flat=True,
+            colour_moved=c.moved,
+            work_chroma=c.work,
+            query_chroma=c.query,
         )
     good = info & (zncc > AGREE_ZNCC) & (sw > MIN_STD / 2) & (sq > MIN_STD / 2)
     differ = info & _envelope_diff(w, q, core)
@@ -450,12 +511,16 @@ def _compare(wp: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> DenseCheck
         if score > score_best:
             score_best, band, keep_best = score, name, keep
     n = max(int((info & keep_best).sum()), 1)
+    c = _colours(wp[:, :, 1:], warped[:, :, 1:], core & keep_best, chroma_px)
     return DenseCheck(
         agree=agree,
         agree_band=float((good & keep_best).sum() / n),
         diff=float((differ & keep_best).sum() / n),
-        colour=_colour(wp[:, :, 1:], warped[:, :, 1:], core & keep_best),
+        colour=c.cosine,
         band=band,
         overlap=overlap,
         informative=share_info,
+        colour_moved=c.moved,
+        work_chroma=c.work,
+        query_chroma=c.query,
     )

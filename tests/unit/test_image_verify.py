@@ -9,7 +9,12 @@ import pytest
 from PIL import Image, ImageDraw, ImageOps
 
 from contentmatch_fingerprint.signals.image import fingerprint_image
-from contentmatch_match.index.image import DENSE_ACCEPT, ImageIndex, _dense_accepts
+from contentmatch_match.index.image import (
+    DENSE_ACCEPT,
+    DENSE_MIN_AGREE,
+    ImageIndex,
+    _dense_accepts,
+)
 from contentmatch_match.index.image_verify import (
     Thumb,
     dense_check,
@@ -18,6 +23,7 @@ from contentmatch_match.index.image_verify import (
 from contentmatch_shared.thumb_payload import decode_chroma, decode_thumb, encode_thumb
 from tests.fixtures.flat_images import make_flat_wallpaper, make_plain_gradient
 from tests.fixtures.images import make_image, to_bytes, transform
+from tests.fixtures.template_images import make_template_sign
 from tests.fixtures.thumbs import full_picture_check, thumb_of
 
 pytestmark = pytest.mark.unit
@@ -76,6 +82,18 @@ def test_caption_band_is_discounted(work):
     d = _check(work, transform(work, "caption_banner", seed=3))
     assert d.band == "bottom"
     assert d.agree < DENSE_ACCEPT <= d.agree_band, d
+
+
+@pytest.mark.parametrize("seed", [1, 3])  # a dark and a light banner
+def test_caption_over_a_blank_margin_is_discounted(seed):
+    """Clip art with a wide white margin: the banner's text holds more texture than the
+    drawing itself. What must agree is the work's texture, which lies outside the band."""
+    work = Image.new("RGB", (400, 400), (255, 255, 255))
+    work.paste(make_template_sign("dot", size=(150, 135)), (125, 60))
+    d = _check(work, transform(work, "caption_banner", seed=seed))
+    assert d.band == "bottom"
+    assert d.agree < DENSE_MIN_AGREE <= d.work_agree, d  # the banner's texture disagrees
+    assert _dense_accepts(d)
 
 
 def test_sibling_differing_in_the_middle_is_refused(work):

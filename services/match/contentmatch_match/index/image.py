@@ -125,7 +125,7 @@ STRICT_PHASH = 4  # without a geometric check (mirror, no keypoints): all three 
 STRICT_PDQ = 31
 STRICT_DHASH = 10
 DENSE_ACCEPT = 0.8  # agreeing share of textured pixels (worst edge band discounted) ...
-DENSE_MIN_AGREE = 0.5  # ... and without the discount
+DENSE_MIN_AGREE = 0.5  # ... and of the work's textured pixels without the discount
 DENSE_MAX_DIFF = 0.03  # textured pixels whose grey level differs (the band discounted)
 DENSE_MIN_COLOUR = 0.8  # chroma cosine when both sides have colour
 DENSE_MAX_DIFF_PDQ = 0.08  # ... and the limits when PDQ is within HMA's threshold (<= 31)
@@ -805,7 +805,7 @@ def _dense_accepts(d: DenseCheck, pdq_close: bool = False) -> bool:
     return (
         d.overlap >= DENSE_MIN_OVERLAP
         and d.agree_band >= DENSE_ACCEPT
-        and d.agree >= DENSE_MIN_AGREE
+        and d.work_agree >= DENSE_MIN_AGREE
         and d.diff <= max_diff
         and not (d.colour < min_colour)  # NaN (a grey side) does not refuse
     )

@@ -36,7 +36,10 @@ detail: undecided.
 
 An overlay along one edge (a caption banner, a letterbox, a bottom watermark) is allowed: the
 worst band along one edge (<= ``BAND`` of the side) may be discounted, and the figures are
-reported with it discounted; siblings differ in their middle, which no band removes.
+reported with it discounted; siblings differ in their middle, which no band removes. What
+must be left is half of the *work's* texture, and ``work_agree`` (agreement on the work's
+textured pixels, no band discounted) is what the overlay may not drag down: a banner over a
+blank margin brings texture of its own, often more than a small drawing has.
 The decision thresholds live in ``contentmatch_match.index.image``.
 """
 
@@ -116,6 +119,9 @@ class DenseCheck:
     # The alignment the figures were measured with (2x3, query thumbnail px -> work thumbnail
     # px, after ECC refinement when that won): the finer check starts from it.
     align: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # Share of the work's textured pixels that agree, no band discounted (an overlay on a blank
+    # margin adds texture of the query's own, which ``agree`` counts against it)
+    work_agree: float = 0.0
     # Share of the coloured pixels whose chroma moved beyond a global gain (NaN: a grey side)
     colour_moved: float = math.nan
     work_chroma: float = math.nan  # mean chroma magnitude of each side on the compared pixels
@@ -501,11 +507,17 @@ def _compare(wp: np.ndarray, warped: np.ndarray, mask: np.ndarray, chroma_px: fl
     agree = float(good.sum() / n_info)
     keep_best = np.ones_like(info)
     score_best, band = agree - float(differ.sum() / n_info), ""
+    # A band may be discounted when what is left holds half of the *work's* texture: an
+    # overlay brings texture of its own (a caption over a white margin can hold most of the
+    # query's), the work's is the evidence to keep.
+    work_info = info & (sw > MIN_STD)
+    n_work = int(work_info.sum())
+    work_agree = float((good & work_info).sum() / n_work) if n_work else agree
     for name, sl in edge_bands(core).items():
         keep = np.ones_like(info)
         keep[sl] = False
         n = int((info & keep).sum())
-        if n < 0.5 * n_info:
+        if n == 0 or int((work_info & keep).sum()) < 0.5 * n_work:
             continue
         score = float(((good & keep).sum() - (differ & keep).sum()) / n)
         if score > score_best:
@@ -520,6 +532,7 @@ def _compare(wp: np.ndarray, warped: np.ndarray, mask: np.ndarray, chroma_px: fl
         band=band,
         overlap=overlap,
         informative=share_info,
+        work_agree=work_agree,
         colour_moved=c.moved,
         work_chroma=c.work,
         query_chroma=c.query,

@@ -585,6 +585,7 @@ def million_test(n_total: int, registered, distractors) -> None:
     ph = rng.integers(0, 256, (n_syn, 8), dtype=np.uint8)
     dh = rng.integers(0, 256, (n_syn, 8), dtype=np.uint8)
     pq = rng.integers(0, 256, (n_syn, 32), dtype=np.uint8)
+    dv = rng.integers(0, 256, (n_syn, 8), dtype=np.uint8)  # vertical dHash: scanned, too
     queries = [
         r["queries"][name]
         for r in registered[:200]
@@ -598,7 +599,7 @@ def million_test(n_total: int, registered, distractors) -> None:
         t = time.perf_counter()
         for i, r in enumerate(registered):
             idx.add(f"w{i}", r["fp"])
-        idx.add_hash_codes([f"s{j}" for j in range(n_syn)], ph, dh, pq)
+        idx.add_hash_codes([f"s{j}" for j in range(n_syn)], ph, dh, pq, dv)
         t_build = time.perf_counter() - t
         for q in queries[:5]:
             idx.search(q, second_tier="never")  # warm-up

@@ -17,6 +17,9 @@ from contentmatch_match.index.image import (
     FINE_MAX_DIFF,
     ImageIndex,
     _dense_accepts,
+    _hamming,
+    _informative_dhash,
+    vertical_dhash,
 )
 from contentmatch_match.index.image_fine import fine_check
 from contentmatch_match.index.image_verify import MIN_CHROMA
@@ -32,7 +35,7 @@ from tests.fixtures.flag_images import (
     make_tricolour,
 )
 from tests.fixtures.images import make_image, to_bytes, transform
-from tests.fixtures.thumbs import full_picture_check
+from tests.fixtures.thumbs import full_picture_check, thumb_of
 
 pytestmark = pytest.mark.unit
 
@@ -138,3 +141,48 @@ def test_index_refuses_flag_siblings_and_keeps_copies():
         for name in ("jpeg_q20", "resize_third", "border_15", "mirror", *crops):
             hits = idx.search(fingerprint_image(to_bytes(transform(img, name, seed=3))))
             assert [h.work_id for h in hits][:1] == [work_id], (work_id, name, hits)
+
+
+ESTONIA = ((0, 114, 206), (0, 0, 0), (255, 255, 255))
+
+
+def _with_far_hashes(fp):
+    """The fingerprint with its pHash, PDQ and dHash inverted: what blur or WebP does to the
+    median-hugging coefficients of a striped flag, so that no hash proposes the work."""
+
+    def flip(h: str) -> str:
+        return "".join(f"{15 - int(c, 16):x}" for c in h)
+
+    hashes = {k: flip(v) for k, v in fp.hashes.items()}
+    variants = {
+        k: (flip(v) if k in ("phash_mirror", "dhash_mirror") else v)
+        for k, v in fp.extra["variants"].items()
+        if k not in ("phash_trim", "pdq_trim", "dhash_trim", "trim_box")
+    }
+    return fp.model_copy(update={"hashes": hashes, "extra": {**fp.extra, "variants": variants}})
+
+
+def test_vertical_dhash_holds_horizontal_stripes_through_blur_and_webp():
+    flag = make_tricolour(ESTONIA, horizontal=True)
+    code = vertical_dhash(thumb_of(flag).grey)  # from the thumbnail, as the index does
+    assert _informative_dhash(code)
+    for name in ("blur_noise", "webp_small", "jpeg_q20"):
+        q = vertical_dhash(thumb_of(transform(flag, name, seed=5)).grey)
+        assert int(_hamming(code[None], q)[0]) <= 2, name
+
+
+def test_vertical_dhash_proposes_what_no_hash_does_and_the_dense_check_decides():
+    flag = make_tricolour(ESTONIA, horizontal=True)
+    idx = ImageIndex()
+    idx.add("estonia", fingerprint_image(to_bytes(flag)))
+    for name in ("blur_noise", "webp_small"):
+        fp = _with_far_hashes(fingerprint_image(to_bytes(transform(flag, name, seed=5))))
+        hits = idx.search(fp, second_tier="never")
+        assert [h.work_id for h in hits] == ["estonia"], (name, hits)
+        assert hits[0].signal == "dhash_v" and hits[0].evidence["verified"] == "dense"
+    # Another flag of the same layout in other colours has the same vertical dHash: proposed,
+    # and refused by the colour check.
+    other = make_tricolour(((0, 87, 183), (255, 255, 255), (214, 0, 28)), horizontal=True)
+    assert (
+        idx.search(_with_far_hashes(fingerprint_image(to_bytes(other))), second_tier="never") == []
+    )

@@ -5,7 +5,9 @@ Tier 1, global hashes (fast path: resized, re-encoded, recoloured, mirrored, bor
     (64 bit) to one ``faiss.IndexBinaryFlat`` each. A query searches with its variants
     (original, mirrored, border-trimmed; PDQ also with its 8 dihedral rotations) using
     ``range_search`` at the loosest radius of the decision rules (dHash: a k-NN search when
-    those find nothing, see CAND_DHASH), then the best candidates are verified by the dense
+    those find nothing, see CAND_DHASH; last, a k-NN search of a vertical dHash the index
+    derives from the thumbnails, for horizontal stripes: see CAND_DHASH_V), then the best
+    candidates are verified by the dense
     check of ``image_verify`` (the query's thumbnail, aligned as the variant says, must
     reproduce the work's thumbnail in structure, grey levels and colour; two near-flat
     pictures in their faint detail), and what it accepts is looked at again at 128 px by the
@@ -121,6 +123,15 @@ CAND_DHASH = 10  # dHash distance of a proposed candidate ...
 DHASH_KNN = 8  # ... among the nearest 8 works (a range search drowns in blank pages) ...
 DHASH_VERIFY_TOP = 2  # ... of which the 2 nearest are verified
 DHASH_MIN_BITS = 8  # a query dHash with fewer set (or unset) bits is a blank page: not used
+# dHash compares neighbours along rows, so horizontal stripes (Colombia, Estonia, Catalonia)
+# leave it blank and put pHash/PDQ coefficients at their median (28 bits after blur or WebP).
+# The same difference hash taken down the columns ("dhash_v", from the 128 px grey thumbnail
+# both sides carry) proposes candidates last, when nothing else did; only the dense check
+# can accept them. Blur and WebP copies stay within 4 bits (99.6 %); crops and rotations
+# spread out to 10 and beyond, where template siblings start (two speech bubbles with their
+# tails left and right: 8), so the radius stays at what benign copies need.
+DHASH_V_TIE = 4.0  # grey levels two cells must differ by to set a vertical dHash bit
+CAND_DHASH_V = 6  # vertical dHash distance of a proposed candidate, among the DHASH_KNN nearest
 STRICT_PHASH = 4  # without a geometric check (mirror, no keypoints): all three hashes close
 STRICT_PDQ = 31
 STRICT_DHASH = 10
@@ -187,6 +198,7 @@ class _Query:
     orb: dict | None
     thumb: Thumb | None
     trim_box: tuple[float, float, float, float] | None
+    dhash_v: np.ndarray | None = None  # vertical dHash of the grey thumbnail
 
 
 def _parse_query(fp: object) -> _Query:
@@ -222,14 +234,25 @@ def _parse_query(fp: object) -> _Query:
         )
     rot = [_hex_codes(dihedral[i], 32) for i in _PDQ_ROT_INDICES] if len(dihedral) == 8 else []
     box = variants.get("trim_box")
+    thumb = _thumb_or_none(extra.get("thumb"))
     return _Query(
         groups,
         rot,
         int(extra.get("pdq_quality", 100) or 0),
         extra.get("orb"),
-        _thumb_or_none(extra.get("thumb")),
+        thumb,
         tuple(float(v) for v in box) if box and len(box) == 4 else None,
+        vertical_dhash(thumb.grey) if thumb is not None else None,
     )
+
+
+def vertical_dhash(grey: np.ndarray) -> np.ndarray:
+    """64-bit difference hash down the columns: 8 columns x 8 row pairs of a 8 x 9 area
+    resampling, bit set where the lower cell is brighter by more than DHASH_V_TIE grey
+    levels (inside a flat stripe the two cells tie, and noise would pick the bit).
+    8 bytes, as the FAISS codes."""
+    small = cv2.resize(grey.astype(np.float32), (8, 9), interpolation=cv2.INTER_AREA)
+    return np.packbits((small[1:] > small[:-1] + DHASH_V_TIE).ravel())
 
 
 def _thumb_or_none(payload: object) -> Thumb | None:
@@ -296,6 +319,9 @@ class ImageIndex:
         self._fx_phash = faiss.IndexBinaryFlat(64)
         self._fx_pdq = faiss.IndexBinaryFlat(256)
         self._fx_dhash = faiss.IndexBinaryFlat(64)  # zeros for works without dHash (filtered)
+        self._dhash_v = _Grow(8, np.uint8)  # zeros for works without a thumbnail (filtered)
+        self._has_dhash_v = _Grow(1, np.bool_)
+        self._fx_dhash_v = faiss.IndexBinaryFlat(64)
         self._fx_orb = faiss.IndexBinaryFlat(256)
         self._orb_slot = _Grow(1, np.int32)
         self._orb_kp = _Grow(2, np.float32)
@@ -315,6 +341,7 @@ class ImageIndex:
         decoded = decode_orb(orb) if orb else None
         thumb = _thumb_or_none(extra.get("thumb")) if self.use_dense else None
         small = work_thumbnail(thumb) if thumb is not None else None
+        dv = vertical_dhash(thumb.grey) if thumb is not None else np.zeros(8, np.uint8)
         with self._lock:
             if work_id in self._slot_of:
                 self._remove_locked(work_id)
@@ -327,6 +354,9 @@ class ImageIndex:
             self._fx_phash.add(ph[None])
             self._fx_pdq.add(pq[None])
             self._fx_dhash.add(dh_codes[None])
+            self._dhash_v.append(dv[None])
+            self._has_dhash_v.append(np.array([[thumb is not None]]))
+            self._fx_dhash_v.add(dv[None])
             self._alive.append(np.ones((1, 1), np.bool_))
             self._slot_work.append(work_id)
             self._slot_of[work_id] = slot
@@ -341,13 +371,20 @@ class ImageIndex:
                 self._slot_orb.append(None)
 
     def add_hash_codes(
-        self, work_ids: list[str], phash: np.ndarray, dhash: np.ndarray, pdq: np.ndarray
+        self,
+        work_ids: list[str],
+        phash: np.ndarray,
+        dhash: np.ndarray,
+        pdq: np.ndarray,
+        dhash_v: np.ndarray | None = None,
     ) -> None:
-        """Bulk-add works known by their global hash codes only (uint8 rows of 8, 8 and 32
-        bytes; no ORB, no thumbnail): the million-work scale benchmark builds its index
-        this way in seconds. New ids only."""
+        """Bulk-add works known by their global hash codes only (uint8 rows of 8, 8, 32 and
+        optionally 8 bytes; no ORB, no thumbnail): the million-work scale benchmark builds its
+        index this way in seconds. New ids only."""
         n = len(work_ids)
-        if not (len(phash) == len(dhash) == len(pdq) == n):
+        if dhash_v is None:
+            dhash_v = np.zeros((n, 8), np.uint8)
+        if not (len(phash) == len(dhash) == len(pdq) == len(dhash_v) == n):
             raise ValueError("one row of each code per work id")
         with self._lock:
             if any(w in self._slot_of for w in work_ids):
@@ -361,6 +398,9 @@ class ImageIndex:
             self._fx_phash.add(np.ascontiguousarray(phash, dtype=np.uint8))
             self._fx_pdq.add(np.ascontiguousarray(pdq, dtype=np.uint8))
             self._fx_dhash.add(np.ascontiguousarray(dhash, dtype=np.uint8))
+            self._dhash_v.append(np.ascontiguousarray(dhash_v, dtype=np.uint8))
+            self._has_dhash_v.append(np.zeros((n, 1), np.bool_))  # no thumbnail to verify
+            self._fx_dhash_v.add(np.ascontiguousarray(dhash_v, dtype=np.uint8))
             self._slot_work.extend(work_ids)
             self._slot_of.update((w, base + j) for j, w in enumerate(work_ids))
             self._slot_orb.extend([None] * n)
@@ -390,6 +430,9 @@ class ImageIndex:
                 + self._fx_phash.ntotal * 8
                 + self._fx_pdq.ntotal * 32
                 + self._fx_dhash.ntotal * 8
+                + self._dhash_v.nbytes()
+                + self._has_dhash_v.nbytes()
+                + self._fx_dhash_v.ntotal * 8
                 + self._fx_orb.ntotal * 32
             )
             # side table: work id strings, dict and list entries (approximate)
@@ -434,6 +477,7 @@ class ImageIndex:
         live = np.flatnonzero(self._alive.view[:, 0])
         phash, dhash, pdq = self._phash.view[live], self._dhash.view[live], self._pdq.view[live]
         has_d = self._has_dhash.view[live]
+        dv, has_v = self._dhash_v.view[live], self._has_dhash_v.view[live]
         qual = self._quality.view[live]
         orb_all = (
             self._fx_orb.reconstruct_n(0, self._fx_orb.ntotal).reshape(-1, 32)
@@ -448,6 +492,8 @@ class ImageIndex:
             self._dhash.append(dhash[i : i + 1])
             self._pdq.append(pdq[i : i + 1])
             self._has_dhash.append(has_d[i : i + 1])
+            self._dhash_v.append(dv[i : i + 1])
+            self._has_dhash_v.append(has_v[i : i + 1])
             self._quality.append(qual[i : i + 1])
             self._alive.append(np.ones((1, 1), np.bool_))
             self._slot_work.append(work_id)
@@ -465,6 +511,7 @@ class ImageIndex:
             self._fx_phash.add(np.ascontiguousarray(phash))
             self._fx_pdq.add(np.ascontiguousarray(pdq))
             self._fx_dhash.add(np.ascontiguousarray(dhash))
+            self._fx_dhash_v.add(np.ascontiguousarray(dv))
 
     def _search_global(self, q: _Query) -> dict[str, IndexHit]:
         if not q.groups and not q.pdq_rot:
@@ -476,6 +523,8 @@ class ImageIndex:
             # dHash only when pHash/PDQ found nothing: its k-NN scan costs ~1 ms at 1M works.
             dh = {c for c in self._dhash_candidates(q) if alive[c]} - cand
             best = self._verify_global(q, dh, by_dhash=True)
+            if not best:
+                best = self._verify_vertical(q, exclude=cand | dh)
         if PDQ_ROTATIONS and q.pdq_rot and q.quality >= PDQ_MIN_QUALITY and cand:
             rots = np.stack(q.pdq_rot)
             for slot in sorted(cand):
@@ -521,6 +570,41 @@ class ImageIndex:
             return set()
         dist, ids = self._fx_dhash.search(np.stack(dh), min(DHASH_KNN, self._fx_dhash.ntotal))
         return {int(i) for i in ids[dist <= CAND_DHASH] if i >= 0}
+
+    def _verify_vertical(self, q: _Query, exclude: set[int]) -> dict[int, tuple]:
+        """The last proposal: the nearest works by vertical dHash, judged by the dense check
+        alone (no hash rule vouches for them)."""
+        if (
+            not self.use_dense
+            or q.thumb is None
+            or q.dhash_v is None
+            or not _informative_dhash(q.dhash_v)
+            or self._fx_dhash_v.ntotal == 0
+        ):
+            return {}
+        k = min(DHASH_KNN, self._fx_dhash_v.ntotal)
+        dist, ids = self._fx_dhash_v.search(q.dhash_v[None], k)
+        alive, has_v = self._alive.view[:, 0], self._has_dhash_v.view[:, 0]
+        near = [
+            (int(d), int(s))
+            for d, s in zip(dist[0], ids[0], strict=True)
+            if s >= 0 and d <= CAND_DHASH_V and alive[s] and has_v[s] and int(s) not in exclude
+        ]
+        best: dict[int, tuple[float, str, int, dict]] = {}
+        for d, slot in near[:DHASH_VERIFY_TOP]:
+            verdict = self._dense_global(q, slot, "", pdq_close=False)
+            if verdict is None or not verdict.accepted:
+                continue
+            ev: dict[str, object] = {"dhash_v": d, "variant": "original"}
+            ev.update(verdict.evidence())
+            ev["verified"] = "dense"
+            best[slot] = (
+                _score_dense(verdict.dense, _score_global(d, CAND_DHASH_V)),
+                "dhash_v",
+                d,
+                ev,
+            )
+        return best
 
     def _verify_global(
         self, q: _Query, cand: set[int], by_dhash: bool

@@ -15,6 +15,7 @@ from contentmatch_match.index.image_fine import fine_check
 from contentmatch_match.index.image_verify import (
     DenseCheck,
     dense_check,
+    tone_mapped,
     work_thumbnail,
 )
 from tests.fixtures.flat_images import make_flat_wallpaper
@@ -119,3 +120,17 @@ def test_fine_check_steps_aside_when_the_query_shows_the_work_small():
     dense = dense_check(w, q, A)
     assert _dense_accepts(dense) and dense.overlap > 0.9
     assert fine_check(w, q, dense) is None
+
+
+def test_a_tone_curve_that_flattens_the_work_is_no_model():
+    """Where a sibling's symbol sits the query is mostly background: the median tone curve
+    would map the work's black to white and flatten it, and a flat work "explains" every
+    pixel. Such a curve is no model; a brightness change still is one."""
+    w = np.full((64, 64), 250, np.float32)
+    w[10:30, 10:30] = 10
+    q = np.full((64, 64), 250, np.float32)
+    q[34:54, 34:54] = 10  # the other symbol, elsewhere
+    everywhere = np.ones(w.shape, bool)
+    assert np.array_equal(tone_mapped(w, q, everywhere), w)
+    brighter = np.clip(w * 0.8 + 40, 0, 255)
+    assert not np.array_equal(tone_mapped(w, brighter, everywhere), w)

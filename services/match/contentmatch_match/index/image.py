@@ -161,7 +161,7 @@ FINE_MAX_DIFF = 0.015  # share of the overlap's pixels that may still differ at 
 # ... and a copy's differing pixels are scattered (resampling, JPEG), a sibling's gather on the
 # symbol that differs: the densest 8 x 8 px window may hold this share of differing pixels.
 # Counted with 2 px of slack. Benchmark copies: 99.9 % at or under 0.14, all at or under 0.25;
-# Montserrat's badge for the Virgin Islands' 0.48, "F+ extrêmement" for "F facilement" 0.83.
+# Montserrat's badge for the Virgin Islands' 0.48, Rwanda's sun for Mauritius' stripes 1.0.
 FINE_MAX_CLUSTER = 0.28
 COMPACT_RATIO = 0.25  # rebuild FAISS once tombstones exceed this share of rows
 

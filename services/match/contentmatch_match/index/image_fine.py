@@ -46,6 +46,7 @@ from contentmatch_match.index.image_verify import (
     homogeneous,
     refine_ecc,
     shrink_query,
+    tone_mapped,
     transform_scale,
     warp,
 )
@@ -62,8 +63,6 @@ MIN_PIXELS = 64  # overlap pixels below which the check has nothing to say
 CLUSTER_WINDOW = 8  # px at 128: the square in which differing pixels are counted together
 CLUSTER_REACH = 2  # px of misregistration forgiven when counting them ...
 CLUSTER_GREY = DIFF_GREY  # ... and the grey levels beyond which a pixel counts
-TONE_BINS = 16  # bands of work grey levels of the tone curve ...
-TONE_MIN_PIXELS = 12  # ... each needing this many pixels to have a say
 
 
 @dataclass(frozen=True)
@@ -128,12 +127,32 @@ def _compare(wb: np.ndarray, warped: np.ndarray, mask: np.ndarray, band: str) ->
     # they must not bend the gain/offset fit either (a washed-out page would pull it flat).
     q_high, q_low = qb >= CLIP_HIGH, qb <= CLIP_LOW
     fit_on = core & ~in_band & ~q_high & ~q_low
-    # Two global models of the grey levels, each pixel judged by the one that explains it
-    # better: a gain/offset (blur spreads thin lines, which a tone curve would follow into
-    # the wrong grey levels) and a monotone tone curve (clipped colour channels).
-    residual, wf = envelope_residual(wb, qb, fit_on)
-    toned, wf_toned = envelope_residual(_tone_mapped(wb, qb, fit_on), qb, fit_on)
-    residual = np.minimum(residual, toned)
+    # Two global models of the grey levels, and the one that explains more of the overlap
+    # judges all of it: a gain/offset (blur spreads thin lines, which a tone curve would
+    # follow into the wrong grey levels) or a monotone tone curve (clipped colour channels).
+    # One model for the whole overlap: letting each pixel pick would let the curve explain
+    # a sibling's symbol while the gain/offset explains its frame.
+    best: FineCheck | None = None
+    for work_model in (wb, tone_mapped(wb, qb, fit_on)):
+        check = _judged(work_model, qb, core, in_band, band, fit_on, q_high, q_low)
+        if best is None or (check.diff, check.cluster) < (best.diff, best.cluster):
+            best = check
+    return best
+
+
+def _judged(
+    w: np.ndarray,
+    qb: np.ndarray,
+    core: np.ndarray,
+    in_band: np.ndarray,
+    band: str,
+    fit_on: np.ndarray,
+    q_high: np.ndarray,
+    q_low: np.ndarray,
+) -> FineCheck:
+    """The fine check's figures with the work's grey levels modelled by ``w`` (and a
+    gain/offset fitted on ``fit_on``)."""
+    residual, wf = envelope_residual(w, qb, fit_on)
     clipped = (q_high & (wf >= CLIP_HIGH - CLIP_SLACK)) | (q_low & (wf <= CLIP_LOW + CLIP_SLACK))
     differ = core & ~clipped & (residual > DIFF_GREY)
     span = 0.0
@@ -148,31 +167,8 @@ def _compare(wb: np.ndarray, warped: np.ndarray, mask: np.ndarray, band: str) ->
     n = max(int(keep.sum()), 1)
     # Clusters are counted with CLUSTER_REACH px of slack: a pixel or two of misregistration
     # lines the edges of a compact dark dot with differences; another symbol differs beyond.
-    wide = np.minimum(envelope(wf, qb, CLUSTER_REACH), envelope(wf_toned, qb, CLUSTER_REACH))
-    counted = (keep & (wide > CLUSTER_GREY)).astype(np.float32)
+    counted = (keep & (envelope(wf, qb, CLUSTER_REACH) > CLUSTER_GREY)).astype(np.float32)
     k = (CLUSTER_WINDOW, CLUSTER_WINDOW)
     density = cv2.boxFilter(counted, -1, k, normalize=True, borderType=cv2.BORDER_CONSTANT)
     diff = float((differ & keep).sum() / n)
     return FineCheck(diff, discount, span, float(density.max()))
-
-
-def _tone_mapped(w: np.ndarray, q: np.ndarray, fit_on: np.ndarray) -> np.ndarray:
-    """The work through the monotone tone curve that best maps it onto the query (medians of
-    the query per band of work grey levels, made non-decreasing). Brightness, contrast and
-    gamma changes clip colour channels one by one, which bends the grey levels in a way no
-    gain/offset follows; a monotone curve cannot, however, turn a white patch black where
-    the rest of the picture keeps its whites."""
-    wv, qv = w[fit_on], q[fit_on]
-    if wv.size < MIN_PIXELS:
-        return w
-    bins = np.clip((wv / (256.0 / TONE_BINS)).astype(np.int32), 0, TONE_BINS - 1)
-    centres, medians = [], []
-    for b in range(TONE_BINS):
-        sel = bins == b
-        if int(sel.sum()) >= TONE_MIN_PIXELS:
-            centres.append(float(np.median(wv[sel])))
-            medians.append(float(np.median(qv[sel])))
-    if len(centres) < 2:
-        return w
-    curve = np.maximum.accumulate(np.array(medians))
-    return np.interp(w, np.array(centres), curve).astype(np.float32)

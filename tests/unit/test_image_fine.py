@@ -11,49 +11,32 @@ from PIL import Image
 
 from contentmatch_fingerprint.signals.image import fingerprint_image
 from contentmatch_match.index.image import FINE_MAX_DIFF, ImageIndex, _dense_accepts
-from contentmatch_match.index.image_fine import fine_check
+from contentmatch_match.index.image_fine import fine_check, tone_mapped
 from contentmatch_match.index.image_verify import (
     DenseCheck,
     dense_check,
-    tone_mapped,
     work_thumbnail,
 )
 from tests.fixtures.flat_images import make_flat_wallpaper
 from tests.fixtures.images import make_image, to_bytes, transform
 from tests.fixtures.template_images import SYMBOLS, make_template_sign
-from tests.fixtures.thumbs import full_picture_check, thumb_of
+from tests.fixtures.thumbs import WHOLE_PICTURE_TRANSFORMS, dense_and_fine, thumb_of
 
 pytestmark = pytest.mark.unit
 
 
-def _checks(work: Image.Image, query: Image.Image):
-    w, q, dense = full_picture_check(work, query)
-    return dense, fine_check(w, q, dense)
-
-
 @pytest.mark.parametrize("a,b", list(itertools.permutations(SYMBOLS, 2)))
 def test_template_siblings_pass_the_dense_check_but_not_the_fine_one(a, b):
-    dense, fine = _checks(make_template_sign(a), make_template_sign(b))
+    dense, fine = dense_and_fine(make_template_sign(a), make_template_sign(b))
     assert _dense_accepts(dense)  # what made them false positives before
     assert fine is not None and fine.diff > FINE_MAX_DIFF
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "resize_third",
-        "jpeg_q20",
-        "webp_small",
-        "brightness_contrast",
-        "grayscale",
-        "blur_noise",
-        "caption_banner",
-    ],
-)
+@pytest.mark.parametrize("name", WHOLE_PICTURE_TRANSFORMS)
 @pytest.mark.parametrize("kind", ["photo", "sign"])
 def test_copies_pass_the_fine_check(kind, name):
     work = make_image(5, (480, 360)) if kind == "photo" else make_template_sign("cross")
-    dense, fine = _checks(work, transform(work, name, seed=2))
+    dense, fine = dense_and_fine(work, transform(work, name, seed=2))
     assert _dense_accepts(dense)
     assert fine is not None and fine.diff <= FINE_MAX_DIFF, fine
 
@@ -61,12 +44,12 @@ def test_copies_pass_the_fine_check(kind, name):
 def test_an_edge_band_is_discounted_only_when_it_looks_like_an_overlay():
     work = make_template_sign("cross")
     # A caption banner differs all along the bottom edge: an overlay, discounted.
-    dense, fine = _checks(work, transform(work, "caption_banner", seed=2))
+    dense, fine = dense_and_fine(work, transform(work, "caption_banner", seed=2))
     assert dense.band == "bottom" and fine is not None
     assert fine.band == "bottom" and fine.band_span >= 0.9 and fine.diff <= FINE_MAX_DIFF
     # A small mark near a corner (math_lsub ~ math_lsup) sits in a band the dense check may
     # discount, but it does not span the edge: it counts.
-    dense, fine = _checks(work, make_template_sign("cross", corner_mark=True))
+    dense, fine = dense_and_fine(work, make_template_sign("cross", corner_mark=True))
     assert dense.band and _dense_accepts(dense)
     assert fine is not None and fine.band == "" and fine.band_span < 0.5
     assert fine.diff > FINE_MAX_DIFF
@@ -79,7 +62,7 @@ def test_fine_check_steps_aside_without_a_fine_thumbnail_or_on_flat_pictures():
     dense = DenseCheck(1.0, 1.0, 0.0, 1.0, "", 1.0, 1.0, align=np.eye(2, 3))
     assert fine_check(w, thumb_of(small), dense) is None
     flat = make_flat_wallpaper(1)
-    d, fine = _checks(flat, transform(flat, "jpeg_q75", seed=1))
+    d, fine = dense_and_fine(flat, transform(flat, "jpeg_q75", seed=1))
     assert d.flat and fine is None
 
 

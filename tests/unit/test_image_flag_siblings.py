@@ -22,7 +22,6 @@ from contentmatch_match.index.image import (
     _informative_dhash,
     vertical_dhash,
 )
-from contentmatch_match.index.image_fine import fine_check
 from contentmatch_match.index.image_verify import MIN_CHROMA
 from tests.fixtures.flag_images import (
     BADGES,
@@ -36,31 +35,14 @@ from tests.fixtures.flag_images import (
     make_tricolour,
 )
 from tests.fixtures.images import make_image, to_bytes, transform
-from tests.fixtures.thumbs import full_picture_check, thumb_of
+from tests.fixtures.thumbs import WHOLE_PICTURE_TRANSFORMS, dense_and_fine, thumb_of
 
 pytestmark = pytest.mark.unit
-
-# Transforms that keep the whole picture, so that full_picture_check aligns them as the index
-# would (crops and borders are covered at index level below).
-WHOLE = (
-    "resize_third",
-    "jpeg_q20",
-    "webp_small",
-    "brightness_contrast",
-    "grayscale",
-    "blur_noise",
-    "caption_banner",
-)
-
-
-def _checks(work, query):
-    w, q, dense = full_picture_check(work, query)
-    return dense, fine_check(w, q, dense)
 
 
 @pytest.mark.parametrize("a,b", [("dot", "plain"), ("plain", "dot")])
 def test_a_badge_with_and_without_its_dot_is_refused_where_its_differences_gather(a, b):
-    dense, fine = _checks(make_ensign(a), make_ensign(b))
+    dense, fine = dense_and_fine(make_ensign(a), make_ensign(b))
     assert _dense_accepts(dense)
     # ~1 % of the pixels differ, within what the share alone lets through ...
     assert fine is not None and fine.diff <= FINE_MAX_DIFF
@@ -68,11 +50,11 @@ def test_a_badge_with_and_without_its_dot_is_refused_where_its_differences_gathe
     assert fine.cluster > FINE_MAX_CLUSTER, fine
 
 
-@pytest.mark.parametrize("name", WHOLE)
+@pytest.mark.parametrize("name", WHOLE_PICTURE_TRANSFORMS)
 @pytest.mark.parametrize("badge", BADGES)
 def test_copies_of_an_ensign_keep_their_differences_scattered(badge, name):
     work = make_ensign(badge)
-    dense, fine = _checks(work, transform(work, name, seed=2))
+    dense, fine = dense_and_fine(work, transform(work, name, seed=2))
     assert _dense_accepts(dense)
     assert fine is not None and fine.diff <= FINE_MAX_DIFF
     assert fine.cluster <= FINE_MAX_CLUSTER, fine
@@ -81,14 +63,14 @@ def test_copies_of_an_ensign_keep_their_differences_scattered(badge, name):
 @pytest.mark.parametrize("name", ["jpeg_q20", "brightness_contrast", "blur_noise"])
 def test_photo_copies_keep_their_differences_scattered(name):
     work = make_image(11, (480, 360))
-    _, fine = _checks(work, transform(work, name, seed=4))
+    _, fine = dense_and_fine(work, transform(work, name, seed=4))
     assert fine is not None and fine.cluster <= FINE_MAX_CLUSTER, fine
 
 
 def test_one_stripe_in_another_colour_is_refused_pixel_by_pixel():
     ireland = make_tricolour((GREEN, WHITE, ORANGE))
     france = make_tricolour((BLUE, WHITE, RED))
-    dense, _ = _checks(ireland, france)
+    dense, _ = dense_and_fine(ireland, france)
     # A third of the flag moved from green to blue, the orange to red: refused on that alone,
     # even where one cosine for the whole chroma field would let it through.
     assert dense.colour_moved > DENSE_MAX_COLOUR_MOVED
@@ -102,26 +84,26 @@ def test_one_stripe_in_another_colour_is_refused_pixel_by_pixel():
 )
 def test_copies_keep_their_colours_pixel_by_pixel(name):
     for work in (make_tricolour((GREEN, WHITE, ORANGE)), make_image(3, (480, 360))):
-        dense, _ = _checks(work, transform(work, name, seed=1))
+        dense, _ = dense_and_fine(work, transform(work, name, seed=1))
         assert dense.colour_moved <= DENSE_MAX_COLOUR_MOVED, (name, dense)
         assert _dense_accepts(dense)
 
 
 def test_a_grey_copy_of_a_coloured_work_is_not_judged_on_colour():
     work = make_cross_flag(RED)
-    dense, _ = _checks(work, transform(work, "grayscale", seed=1))
+    dense, _ = dense_and_fine(work, transform(work, "grayscale", seed=1))
     assert math.isnan(dense.colour_moved)
     assert _dense_accepts(dense)
 
 
 def test_colours_on_a_grey_work_are_refused():
     cornwall, savoy = make_cross_flag((0, 0, 0)), make_cross_flag(RED)
-    dense, _ = _checks(cornwall, savoy)
+    dense, _ = dense_and_fine(cornwall, savoy)
     assert dense.work_chroma < MIN_CHROMA and dense.query_chroma > COLOUR_ADDED
     assert not _dense_accepts(dense)
     # the grey work's own copies stay grey
     for name in ("jpeg_q20", "webp_small", "brightness_contrast"):
-        dense, _ = _checks(cornwall, transform(cornwall, name, seed=1))
+        dense, _ = dense_and_fine(cornwall, transform(cornwall, name, seed=1))
         assert dense.query_chroma <= COLOUR_ADDED and _dense_accepts(dense)
 
 

@@ -198,7 +198,6 @@ class _Query:
     orb: dict | None
     thumb: Thumb | None
     trim_box: tuple[float, float, float, float] | None
-    dhash_v: np.ndarray | None = None  # vertical dHash of the grey thumbnail
 
 
 def _parse_query(fp: object) -> _Query:
@@ -234,15 +233,13 @@ def _parse_query(fp: object) -> _Query:
         )
     rot = [_hex_codes(dihedral[i], 32) for i in _PDQ_ROT_INDICES] if len(dihedral) == 8 else []
     box = variants.get("trim_box")
-    thumb = _thumb_or_none(extra.get("thumb"))
     return _Query(
         groups,
         rot,
         int(extra.get("pdq_quality", 100) or 0),
         extra.get("orb"),
-        thumb,
+        _thumb_or_none(extra.get("thumb")),
         tuple(float(v) for v in box) if box and len(box) == 4 else None,
-        vertical_dhash(thumb.grey) if thumb is not None else None,
     )
 
 
@@ -319,8 +316,8 @@ class ImageIndex:
         self._fx_phash = faiss.IndexBinaryFlat(64)
         self._fx_pdq = faiss.IndexBinaryFlat(256)
         self._fx_dhash = faiss.IndexBinaryFlat(64)  # zeros for works without dHash (filtered)
-        self._dhash_v = _Grow(8, np.uint8)  # zeros for works without a thumbnail (filtered)
-        self._has_dhash_v = _Grow(1, np.bool_)
+        # zeros for works without a thumbnail: filtered, only works with one can be verified
+        self._dhash_v = _Grow(8, np.uint8)
         self._fx_dhash_v = faiss.IndexBinaryFlat(64)
         self._fx_orb = faiss.IndexBinaryFlat(256)
         self._orb_slot = _Grow(1, np.int32)
@@ -355,7 +352,6 @@ class ImageIndex:
             self._fx_pdq.add(pq[None])
             self._fx_dhash.add(dh_codes[None])
             self._dhash_v.append(dv[None])
-            self._has_dhash_v.append(np.array([[thumb is not None]]))
             self._fx_dhash_v.add(dv[None])
             self._alive.append(np.ones((1, 1), np.bool_))
             self._slot_work.append(work_id)
@@ -399,7 +395,6 @@ class ImageIndex:
             self._fx_pdq.add(np.ascontiguousarray(pdq, dtype=np.uint8))
             self._fx_dhash.add(np.ascontiguousarray(dhash, dtype=np.uint8))
             self._dhash_v.append(np.ascontiguousarray(dhash_v, dtype=np.uint8))
-            self._has_dhash_v.append(np.zeros((n, 1), np.bool_))  # no thumbnail to verify
             self._fx_dhash_v.add(np.ascontiguousarray(dhash_v, dtype=np.uint8))
             self._slot_work.extend(work_ids)
             self._slot_of.update((w, base + j) for j, w in enumerate(work_ids))
@@ -431,7 +426,6 @@ class ImageIndex:
                 + self._fx_pdq.ntotal * 32
                 + self._fx_dhash.ntotal * 8
                 + self._dhash_v.nbytes()
-                + self._has_dhash_v.nbytes()
                 + self._fx_dhash_v.ntotal * 8
                 + self._fx_orb.ntotal * 32
             )
@@ -477,7 +471,7 @@ class ImageIndex:
         live = np.flatnonzero(self._alive.view[:, 0])
         phash, dhash, pdq = self._phash.view[live], self._dhash.view[live], self._pdq.view[live]
         has_d = self._has_dhash.view[live]
-        dv, has_v = self._dhash_v.view[live], self._has_dhash_v.view[live]
+        dv = self._dhash_v.view[live]
         qual = self._quality.view[live]
         orb_all = (
             self._fx_orb.reconstruct_n(0, self._fx_orb.ntotal).reshape(-1, 32)
@@ -493,7 +487,6 @@ class ImageIndex:
             self._pdq.append(pdq[i : i + 1])
             self._has_dhash.append(has_d[i : i + 1])
             self._dhash_v.append(dv[i : i + 1])
-            self._has_dhash_v.append(has_v[i : i + 1])
             self._quality.append(qual[i : i + 1])
             self._alive.append(np.ones((1, 1), np.bool_))
             self._slot_work.append(work_id)
@@ -574,21 +567,22 @@ class ImageIndex:
     def _verify_vertical(self, q: _Query, exclude: set[int]) -> dict[int, tuple]:
         """The last proposal: the nearest works by vertical dHash, judged by the dense check
         alone (no hash rule vouches for them)."""
-        if (
-            not self.use_dense
-            or q.thumb is None
-            or q.dhash_v is None
-            or not _informative_dhash(q.dhash_v)
-            or self._fx_dhash_v.ntotal == 0
-        ):
+        if not self.use_dense or q.thumb is None or self._fx_dhash_v.ntotal == 0:
+            return {}
+        code = vertical_dhash(q.thumb.grey)
+        if not _informative_dhash(code):
             return {}
         k = min(DHASH_KNN, self._fx_dhash_v.ntotal)
-        dist, ids = self._fx_dhash_v.search(q.dhash_v[None], k)
-        alive, has_v = self._alive.view[:, 0], self._has_dhash_v.view[:, 0]
+        dist, ids = self._fx_dhash_v.search(code[None], k)
+        alive = self._alive.view[:, 0]
         near = [
             (int(d), int(s))
             for d, s in zip(dist[0], ids[0], strict=True)
-            if s >= 0 and d <= CAND_DHASH_V and alive[s] and has_v[s] and int(s) not in exclude
+            if s >= 0
+            and d <= CAND_DHASH_V
+            and alive[s]
+            and self._slot_thumb[s] is not None
+            and int(s) not in exclude
         ]
         best: dict[int, tuple[float, str, int, dict]] = {}
         for d, slot in near[:DHASH_VERIFY_TOP]:

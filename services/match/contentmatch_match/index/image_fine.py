@@ -46,7 +46,6 @@ from contentmatch_match.index.image_verify import (
     homogeneous,
     refine_ecc,
     shrink_query,
-    tone_mapped,
     transform_scale,
     warp,
 )
@@ -60,6 +59,9 @@ COARSEN_ABOVE = 1.25  # query shown larger than this (upscaled): the work loses 
 MAX_UPSCALE = 1.6
 CLIP_SLACK = 20.0  # grey levels: a clipped query pixel says nothing where the work is near it
 MIN_PIXELS = 64  # overlap pixels below which the check has nothing to say
+TONE_BINS = 16  # bands of work grey levels of the tone curve ...
+TONE_MIN_PIXELS = 12  # ... each needing this many pixels to have a say
+TONE_MIN_RANGE = 0.5  # share of the query's grey range the curve must span to be a model
 CLUSTER_WINDOW = 8  # px at 128: the square in which differing pixels are counted together
 CLUSTER_REACH = 2  # px of misregistration forgiven when counting them ...
 CLUSTER_GREY = DIFF_GREY  # ... and the grey levels beyond which a pixel counts
@@ -132,10 +134,11 @@ def _compare(wb: np.ndarray, warped: np.ndarray, mask: np.ndarray, band: str) ->
     # follow into the wrong grey levels) or a monotone tone curve (clipped colour channels).
     # One model for the whole overlap: letting each pixel pick would let the curve explain
     # a sibling's symbol while the gain/offset explains its frame.
-    best: FineCheck | None = None
-    for work_model in (wb, tone_mapped(wb, qb, fit_on)):
-        check = _judged(work_model, qb, core, in_band, band, fit_on, q_high, q_low)
-        if best is None or (check.diff, check.cluster) < (best.diff, best.cluster):
+    best = _judged(wb, qb, core, in_band, band, fit_on, q_high, q_low)
+    toned = tone_mapped(wb, qb, fit_on)
+    if toned is not wb:  # (no curve fitted: nothing else to judge with)
+        check = _judged(toned, qb, core, in_band, band, fit_on, q_high, q_low)
+        if (check.diff, check.cluster) < (best.diff, best.cluster):
             best = check
     return best
 
@@ -172,3 +175,30 @@ def _judged(
     density = cv2.boxFilter(counted, -1, k, normalize=True, borderType=cv2.BORDER_CONSTANT)
     diff = float((differ & keep).sum() / n)
     return FineCheck(diff, discount, span, float(density.max()))
+
+
+def tone_mapped(w: np.ndarray, q: np.ndarray, fit_on: np.ndarray) -> np.ndarray:
+    """The work through the monotone tone curve that best maps it onto the query (medians of
+    the query per band of work grey levels, made non-decreasing). Brightness, contrast and
+    gamma changes clip colour channels one by one, which bends the grey levels in a way no
+    gain/offset follows; a monotone curve cannot, however, turn a white patch black where
+    the rest of the picture keeps its whites."""
+    wv, qv = w[fit_on], q[fit_on]
+    if wv.size < MIN_PIXELS:
+        return w
+    bins = np.clip((wv / (256.0 / TONE_BINS)).astype(np.int32), 0, TONE_BINS - 1)
+    centres, medians = [], []
+    for b in range(TONE_BINS):
+        sel = bins == b
+        if int(sel.sum()) >= TONE_MIN_PIXELS:
+            centres.append(float(np.median(wv[sel])))
+            medians.append(float(np.median(qv[sel])))
+    if len(centres) < 2:
+        return w
+    curve = np.maximum.accumulate(np.array(medians))
+    # A curve that flattens the work explains nothing: where a sibling's symbol sits, the
+    # query is mostly background, and the medians would map black to white.
+    lo, hi = np.percentile(qv, [5, 95])
+    if float(curve[-1] - curve[0]) < TONE_MIN_RANGE * float(hi - lo):
+        return w
+    return np.interp(w, np.array(centres), curve).astype(np.float32)

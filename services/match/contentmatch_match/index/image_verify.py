@@ -64,10 +64,6 @@ CHROMA_MOVED = 30.0  # ... and by how much its Cb/Cr may move beyond the global 
 CLIP_LOW, CLIP_HIGH = 6.0, 249.0  # grey levels at which a query pixel counts as clipped
 BAND = 0.3  # widest edge band (share of the side) that may be discounted as an overlay
 ECC_ITERS = 30
-TONE_BINS = 16  # bands of work grey levels of the tone curve ...
-TONE_MIN_PIXELS = 12  # ... each needing this many pixels to have a say
-TONE_MIN_FIT = 64  # pixels below which no tone curve is fitted
-TONE_MIN_RANGE = 0.5  # share of the query's grey range the curve must span to be a model
 DETAIL_SIGMA = 1.0  # blur (work-thumbnail px) before flat pictures' detail is compared (JPEG)
 DETAIL_TREND_SIGMA = 8.0  # ... after removing ramps this broad (the gradient)
 DETAIL_MIN_STD = 1.0  # grey std of that detail a flat work needs for it to be evidence
@@ -387,33 +383,6 @@ def _envelope_diff(w: np.ndarray, q: np.ndarray, core: np.ndarray) -> np.ndarray
     (No tone curve at 64 px: on the benchmark it brought back three brightness copies and
     let two more siblings through, for ~1.5 ms more per candidate.)"""
     return core & (envelope_residual(w, q, core)[0] > DIFF_GREY)
-
-
-def tone_mapped(w: np.ndarray, q: np.ndarray, fit_on: np.ndarray) -> np.ndarray:
-    """The work through the monotone tone curve that best maps it onto the query (medians of
-    the query per band of work grey levels, made non-decreasing). Brightness, contrast and
-    gamma changes clip colour channels one by one, which bends the grey levels in a way no
-    gain/offset follows; a monotone curve cannot, however, turn a white patch black where
-    the rest of the picture keeps its whites."""
-    wv, qv = w[fit_on], q[fit_on]
-    if wv.size < TONE_MIN_FIT:
-        return w
-    bins = np.clip((wv / (256.0 / TONE_BINS)).astype(np.int32), 0, TONE_BINS - 1)
-    centres, medians = [], []
-    for b in range(TONE_BINS):
-        sel = bins == b
-        if int(sel.sum()) >= TONE_MIN_PIXELS:
-            centres.append(float(np.median(wv[sel])))
-            medians.append(float(np.median(qv[sel])))
-    if len(centres) < 2:
-        return w
-    curve = np.maximum.accumulate(np.array(medians))
-    # A curve that flattens the work explains nothing: where a sibling's symbol sits, the
-    # query is mostly background, and the medians would map black to white.
-    lo, hi = np.percentile(qv, [5, 95])
-    if float(curve[-1] - curve[0]) < TONE_MIN_RANGE * float(hi - lo):
-        return w
-    return np.interp(w, np.array(centres), curve).astype(np.float32)
 
 
 @dataclass(frozen=True)

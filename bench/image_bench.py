@@ -47,7 +47,13 @@ import contentmatch_fingerprint.signals.image as image_signals  # noqa: E402
 import contentmatch_shared.thumb_payload as thumb_payload  # noqa: E402
 import tests.fixtures.images as image_fixtures  # noqa: E402
 from contentmatch_fingerprint.signals.image import decode_image, fingerprint_image  # noqa: E402
-from contentmatch_match.index.image import ImageIndex, _hamming, _hex_codes  # noqa: E402
+from contentmatch_match.index.image import (  # noqa: E402
+    CROP_BITS,
+    CROP_RUNGS,
+    ImageIndex,
+    _hamming,
+    _hex_codes,
+)
 from tests.fixtures.images import (  # noqa: E402
     BENIGN_TRANSFORMS,
     TRANSFORMS,
@@ -586,6 +592,7 @@ def million_test(n_total: int, registered, distractors) -> None:
     dh = rng.integers(0, 256, (n_syn, 8), dtype=np.uint8)
     pq = rng.integers(0, 256, (n_syn, 32), dtype=np.uint8)
     dv = rng.integers(0, 256, (n_syn, 8), dtype=np.uint8)  # vertical dHash: scanned, too
+    crops = rng.integers(0, 256, (n_syn, len(CROP_RUNGS), CROP_BITS // 8), dtype=np.uint8)
     queries = [
         r["queries"][name]
         for r in registered[:200]
@@ -599,7 +606,7 @@ def million_test(n_total: int, registered, distractors) -> None:
         t = time.perf_counter()
         for i, r in enumerate(registered):
             idx.add(f"w{i}", r["fp"])
-        idx.add_hash_codes([f"s{j}" for j in range(n_syn)], ph, dh, pq, dv)
+        idx.add_hash_codes([f"s{j}" for j in range(n_syn)], ph, dh, pq, dv, crops)
         t_build = time.perf_counter() - t
         for q in queries[:5]:
             idx.search(q, second_tier="never")  # warm-up
@@ -608,7 +615,12 @@ def million_test(n_total: int, registered, distractors) -> None:
             t = time.perf_counter()
             idx.search(q, second_tier="never")
             lat.append(time.perf_counter() - t)
-        what = "lookup + dense check of candidates" if dense else "lookup + hash rules only"
+        what = (
+            "lookup + dense check of candidates (and, when nothing matched, the vertical-dHash "
+            "and crop-ladder k-NN scans)"
+            if dense
+            else "lookup + hash rules only"
+        )
         print(
             f"global tier at {len(idx):,} works, {what} (IndexBinaryFlat pHash-64 + PDQ-256 "
             f"range_search, dHash-64 8-NN, exact, {len(queries)} queries x ~11 variants each): "

@@ -8,10 +8,12 @@ import math
 from dataclasses import replace
 
 import pytest
+from PIL import Image, ImageDraw
 
 from contentmatch_fingerprint.signals.image import fingerprint_image
 from contentmatch_match.index.image import (
     COLOUR_ADDED,
+    COLOUR_ADDED_SHARE,
     DENSE_MAX_COLOUR_MOVED,
     DENSE_MIN_COLOUR,
     FINE_MAX_CLUSTER,
@@ -35,7 +37,12 @@ from tests.fixtures.flag_images import (
     make_tricolour,
 )
 from tests.fixtures.images import make_image, to_bytes, transform
-from tests.fixtures.thumbs import WHOLE_PICTURE_TRANSFORMS, dense_and_fine, thumb_of
+from tests.fixtures.thumbs import (
+    WHOLE_PICTURE_TRANSFORMS,
+    dense_and_fine,
+    thumb_of,
+    with_far_hashes,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -107,6 +114,27 @@ def test_colours_on_a_grey_work_are_refused():
         assert dense.query_chroma <= COLOUR_ADDED and _dense_accepts(dense)
 
 
+def test_a_small_coloured_object_on_a_grey_work_is_refused():
+    """A red object on a grey page keeps the mean chroma low; the share of strongly coloured
+    pixels where the work has none does not stay low."""
+    page = Image.new("RGB", (480, 320), WHITE)
+    d = ImageDraw.Draw(page)
+    d.rectangle((40, 60, 440, 90), fill=(0, 0, 0))
+    d.ellipse((160, 120, 320, 280), outline=(0, 0, 0), width=8)
+    d.rectangle((200, 150, 280, 200), fill=(101, 101, 101))  # the grey level of RED
+    with_red = page.copy()
+    ImageDraw.Draw(with_red).rectangle((200, 150, 280, 200), fill=RED)  # 2.6 %, mid-page
+    dense, _ = dense_and_fine(page, with_red)
+    assert dense.work_chroma < MIN_CHROMA and dense.query_chroma <= COLOUR_ADDED
+    assert dense.query_coloured > COLOUR_ADDED_SHARE
+    assert not _dense_accepts(dense)
+    assert _dense_accepts(replace(dense, query_coloured=0.0))  # refused on that alone
+    for name in ("jpeg_q20", "webp_small", "blur_noise", "resize_third"):
+        dense, _ = dense_and_fine(page, transform(page, name, seed=1))
+        assert dense.query_coloured <= COLOUR_ADDED_SHARE / 4, (name, dense)
+        assert _dense_accepts(dense), name
+
+
 def test_index_refuses_flag_siblings_and_keeps_copies():
     idx = ImageIndex()
     works = {
@@ -129,22 +157,6 @@ def test_index_refuses_flag_siblings_and_keeps_copies():
 ESTONIA = ((0, 114, 206), (0, 0, 0), (255, 255, 255))
 
 
-def _with_far_hashes(fp):
-    """The fingerprint with its pHash, PDQ and dHash inverted: what blur or WebP does to the
-    median-hugging coefficients of a striped flag, so that no hash proposes the work."""
-
-    def flip(h: str) -> str:
-        return "".join(f"{15 - int(c, 16):x}" for c in h)
-
-    hashes = {k: flip(v) for k, v in fp.hashes.items()}
-    variants = {
-        k: (flip(v) if k in ("phash_mirror", "dhash_mirror") else v)
-        for k, v in fp.extra["variants"].items()
-        if k not in ("phash_trim", "pdq_trim", "dhash_trim", "trim_box")
-    }
-    return fp.model_copy(update={"hashes": hashes, "extra": {**fp.extra, "variants": variants}})
-
-
 def test_vertical_dhash_holds_horizontal_stripes_through_blur_and_webp():
     flag = make_tricolour(ESTONIA, horizontal=True)
     code = vertical_dhash(thumb_of(flag).grey)  # from the thumbnail, as the index does
@@ -159,7 +171,7 @@ def test_vertical_dhash_proposes_what_no_hash_does_and_the_dense_check_decides()
     idx = ImageIndex()
     idx.add("estonia", fingerprint_image(to_bytes(flag)))
     for name in ("blur_noise", "webp_small"):
-        fp = _with_far_hashes(fingerprint_image(to_bytes(transform(flag, name, seed=5))))
+        fp = with_far_hashes(fingerprint_image(to_bytes(transform(flag, name, seed=5))))
         hits = idx.search(fp, second_tier="never")
         assert [h.work_id for h in hits] == ["estonia"], (name, hits)
         assert hits[0].signal == "dhash_v" and hits[0].evidence["verified"] == "dense"
@@ -167,5 +179,5 @@ def test_vertical_dhash_proposes_what_no_hash_does_and_the_dense_check_decides()
     # and refused by the colour check.
     other = make_tricolour(((0, 87, 183), (255, 255, 255), (214, 0, 28)), horizontal=True)
     assert (
-        idx.search(_with_far_hashes(fingerprint_image(to_bytes(other))), second_tier="never") == []
+        idx.search(with_far_hashes(fingerprint_image(to_bytes(other))), second_tier="never") == []
     )

@@ -5,9 +5,10 @@ Tier 1, global hashes (fast path: resized, re-encoded, recoloured, mirrored, bor
     (64 bit) to one ``faiss.IndexBinaryFlat`` each. A query searches with its variants
     (original, mirrored, border-trimmed; PDQ also with its 8 dihedral rotations) using
     ``range_search`` at the loosest radius of the decision rules (dHash: a k-NN search when
-    those find nothing, see CAND_DHASH; last, a k-NN search of a vertical dHash the index
-    derives from the thumbnails, for horizontal stripes: see CAND_DHASH_V), then the best
-    candidates are verified by the dense
+    those find nothing, see CAND_DHASH; then a k-NN search of a vertical dHash the index
+    derives from the thumbnails, for horizontal stripes: see CAND_DHASH_V; last, a k-NN
+    search of the crop ladder, codes of the work's centred crops, for zooms: see
+    CROP_RUNGS), then the best candidates are verified by the dense
     check of ``image_verify`` (the query's thumbnail, aligned as the variant says, must
     reproduce the work's thumbnail in structure, grey levels and colour; two near-flat
     pictures in their faint detail), and what it accepts is looked at again at 128 px by the
@@ -48,6 +49,7 @@ searches from the upload matcher).
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 
@@ -132,6 +134,36 @@ DHASH_MIN_BITS = 8  # a query dHash with fewer set (or unset) bits is a blank pa
 # tails left and right: 8), so the radius stays at what benign copies need.
 DHASH_V_TIE = 4.0  # grey levels two cells must differ by to set a vertical dHash bit
 CAND_DHASH_V = 6  # vertical dHash distance of a proposed candidate, among the DHASH_KNN nearest
+# A centre crop (a zoom, a platform's re-framing) shows a part of the work that no global hash
+# of the whole describes, and flags or icons have too few corners for ORB to vote with. So the
+# index also keeps, for each work with a thumbnail, a crop ladder: the crop code (rises and
+# falls of the grey level along rows and down columns, 256 bits, ties in flat areas left 0) of
+# centred crops keeping CROP_RUNGS of each side, in steps of 2^(1/5) (a crop between two rungs
+# is at most 7 % off in scale). Last of all, when nothing else matched, the query's own code
+# looks up the nearest rungs (k-NN: crops of blank pages crowd any radius); the candidates are
+# ranked by a tiny picture with colour (three-striped flags share one code), the scale is
+# settled between rungs at 48 px, and only the dense and fine checks, aligned as that crop
+# says, accept. On 250 centre crops of 60 % (random split) the right work's code is among the
+# 8 nearest for every one, and so it is for crops simulated midway between two rungs.
+CROP_RUNGS = (0.5, 0.574, 0.66, 0.758)  # share of each side a rung keeps, centred
+CROP_BITS = 256  # rises and falls along rows and down columns (crop_code)
+CROP_KNN = 32  # nearest crop codes looked up (rows: several rungs of a work are often near) ...
+CAND_CROP = 32  # ... kept within this distance (of 256 bits) ...
+CROP_VERIFY_TOP = 3  # ... of which the 3 works nearest by their tiny picture are verified
+TINY = 12  # side of that tiny picture (grey + chroma) ...
+TINY_CHROMA = 24.0  # ... with chroma in units of this many Cb/Cr levels
+KEEP_SIDE = 48  # px at which the crop's scale is settled between rungs (_closest_keep) ...
+# ... never beyond the ladder's top by more than one step: a crop that keeps more is nearly
+# the whole picture, which the global hashes and ORB find (crop_10: 0.96-0.97 without the
+# ladder), and where a scaled "crop" only lets two flags of one layout pass for each other.
+CROP_MAX_KEEP = 0.87
+# A query whose frame is plain all round (PLAIN_RING of its outer RING_PX rows and columns
+# within PLAIN_GREY of their median) shows a whole object on its background, not a cut-out
+# of a larger picture: on clip art, a diamond matched the centre of an ace of diamonds and
+# nearly blank map symbols the middle of another. The ladder does not propose for those.
+RING_PX = 3
+PLAIN_GREY = 10.0
+PLAIN_RING = 0.99
 STRICT_PHASH = 4  # without a geometric check (mirror, no keypoints): all three hashes close
 STRICT_PDQ = 31
 STRICT_DHASH = 10
@@ -148,6 +180,10 @@ DENSE_MAX_COLOUR_MOVED = 0.25
 # A copy of a grey work stays grey: query mean chroma above this on a work below MIN_CHROMA
 # (every benchmark copy of a grey work: <= 7.6; Savoie's red cross on Cornwall's black: 65).
 COLOUR_ADDED = 18.0
+# ... or strong colour (CHROMA_MOVED) on more than this share of the compared pixels where
+# the work has none: a red surfboard on a white page keeps the mean low. Copies of grey works
+# (907 in the random split, all transforms): at most 0.56 %.
+COLOUR_ADDED_SHARE = 0.02
 DENSE_MIN_OVERLAP = 0.25  # share of the work the query must show (a 60 % crop shows 0.36)
 # ... and the query must lie on the work (a crop) or hold all of it (a canvas): at least this
 # share of one inside the other (measured >= 0.82 for every copy in the benchmark; math glyphs
@@ -252,6 +288,81 @@ def vertical_dhash(grey: np.ndarray) -> np.ndarray:
     return np.packbits((small[1:] > small[:-1] + DHASH_V_TIE).ravel())
 
 
+def crop_code(grey: np.ndarray) -> np.ndarray:
+    """32 bytes: where the grey level rises and where it falls by more than DHASH_V_TIE
+    between neighbouring cells, along the rows (9 x 8 cells) and down the columns (8 x 9).
+    Falls get bits of their own: a plain difference hash cannot tell a fall from a tie, and
+    the stripes of a flag are mostly that."""
+    g = grey.astype(np.float32)
+    rows = cv2.resize(g, (9, 8), interpolation=cv2.INTER_AREA)
+    cols = cv2.resize(g, (8, 9), interpolation=cv2.INTER_AREA)
+    dr, dc = rows[:, 1:] - rows[:, :-1], cols[1:] - cols[:-1]
+    bits = [dr > DHASH_V_TIE, dr < -DHASH_V_TIE, dc > DHASH_V_TIE, dc < -DHASH_V_TIE]
+    return np.packbits(np.concatenate([b.ravel() for b in bits]))
+
+
+def tiny(t: Thumb) -> np.ndarray:
+    """TINY x TINY grey levels (zero mean, unit spread: a crop may be re-encoded or
+    brightened) and Cb/Cr planes scaled to grey-level units, flattened: the cheap look that
+    ranks crop candidates whose codes tie (three-striped flags share one code)."""
+    g = cv2.resize(t.grey.astype(np.float32), (TINY, TINY), interpolation=cv2.INTER_AREA)
+    g = (g - g.mean()) / max(float(g.std()), 8.0)
+    if t.chroma is None or not t.chroma.size:
+        c = np.zeros((TINY, TINY, 2), np.float32)
+    else:
+        c = cv2.resize(t.chroma.astype(np.float32), (TINY, TINY), interpolation=cv2.INTER_AREA)
+        c = (c - 128.0) / TINY_CHROMA
+    return np.concatenate([g.ravel(), c.ravel()])
+
+
+def centre_crop(grey: np.ndarray, keep: float) -> np.ndarray:
+    """The centred part of ``grey`` that keeps ``keep`` of each side."""
+    h, w = grey.shape
+    x0, y0 = round(w * (1.0 - keep) / 2), round(h * (1.0 - keep) / 2)
+    return grey[y0 : max(y0 + 2, h - y0), x0 : max(x0 + 2, w - x0)]
+
+
+def crop_ladder(grey: np.ndarray) -> np.ndarray:
+    """len(CROP_RUNGS) x 32 bytes: the crop code of each rung's centred crop."""
+    return np.stack([crop_code(centre_crop(grey, r)) for r in CROP_RUNGS])
+
+
+def _closest_keep(work: Thumb, query: Thumb, keep: float) -> float:
+    """The centred crop of ``work``, within a rung's step of ``keep``, that looks most like
+    ``query`` at KEEP_SIDE px: a crop between two rungs starts the dense check aligned within
+    ~1.5 % of its scale (ECC alone does not pull a striped flag's 7 % back)."""
+    src = (work.fine if work.fine is not None else work.grey).astype(np.float32)
+    q = _zscored(
+        cv2.resize(
+            query.grey.astype(np.float32), (KEEP_SIDE, KEEP_SIDE), interpolation=cv2.INTER_AREA
+        )
+    )
+    best, best_look = keep, math.inf
+    for j in range(-8, 9):
+        k = min(keep * 2.0 ** (j / 40.0), CROP_MAX_KEEP)
+        # The whole work scaled so that the crop is KEEP_SIDE px: sub-pixel crops of a 64 px
+        # thumbnail would move in whole-pixel (3 %) steps.
+        side = round(KEEP_SIDE / k)
+        scaled = cv2.resize(src, (side, side), interpolation=cv2.INTER_AREA)
+        o = (side - KEEP_SIDE) // 2
+        look = float(np.abs(_zscored(scaled[o : o + KEEP_SIDE, o : o + KEEP_SIDE]) - q).mean())
+        if look < best_look:
+            best, best_look = KEEP_SIDE / side, look
+    return best
+
+
+def _plain_frame(grey: np.ndarray) -> bool:
+    """The outer RING_PX rows and columns are (almost all) one grey level."""
+    ring = np.zeros(grey.shape, bool)
+    ring[:RING_PX], ring[-RING_PX:], ring[:, :RING_PX], ring[:, -RING_PX:] = True, True, True, True
+    v = grey[ring].astype(np.float32)
+    return float((np.abs(v - np.median(v)) <= PLAIN_GREY).mean()) >= PLAIN_RING
+
+
+def _zscored(g: np.ndarray) -> np.ndarray:
+    return (g - g.mean()) / max(float(g.std()), 8.0)
+
+
 def _thumb_or_none(payload: object) -> Thumb | None:
     """A fingerprint without a (valid) thumbnail is still indexed: dense checks are skipped."""
     if not isinstance(payload, dict):
@@ -319,6 +430,9 @@ class ImageIndex:
         # zeros for works without a thumbnail: filtered, only works with one can be verified
         self._dhash_v = _Grow(8, np.uint8)
         self._fx_dhash_v = faiss.IndexBinaryFlat(64)
+        # len(CROP_RUNGS) rows per work with a thumbnail (row -> slot in _crop_slot)
+        self._fx_crop = faiss.IndexBinaryFlat(CROP_BITS)
+        self._crop_slot = _Grow(1, np.int32)
         self._fx_orb = faiss.IndexBinaryFlat(256)
         self._orb_slot = _Grow(1, np.int32)
         self._orb_kp = _Grow(2, np.float32)
@@ -339,6 +453,7 @@ class ImageIndex:
         thumb = _thumb_or_none(extra.get("thumb")) if self.use_dense else None
         small = work_thumbnail(thumb) if thumb is not None else None
         dv = vertical_dhash(thumb.grey) if thumb is not None else np.zeros(8, np.uint8)
+        ladder = crop_ladder(thumb.grey) if thumb is not None else None
         with self._lock:
             if work_id in self._slot_of:
                 self._remove_locked(work_id)
@@ -357,6 +472,8 @@ class ImageIndex:
             self._slot_work.append(work_id)
             self._slot_of[work_id] = slot
             self._slot_thumb.append(small)
+            if ladder is not None:
+                self._add_crops(slot, ladder)
             if decoded is not None and len(decoded[0]):
                 desc, kp, w, h = decoded
                 start = self._orb_slot.append(np.full((len(desc), 1), slot, np.int32))
@@ -373,15 +490,20 @@ class ImageIndex:
         dhash: np.ndarray,
         pdq: np.ndarray,
         dhash_v: np.ndarray | None = None,
+        crops: np.ndarray | None = None,
     ) -> None:
         """Bulk-add works known by their global hash codes only (uint8 rows of 8, 8, 32 and
-        optionally 8 bytes; no ORB, no thumbnail): the million-work scale benchmark builds its
-        index this way in seconds. New ids only."""
+        optionally 8 bytes, and optionally n x len(CROP_RUNGS) x 16 crop codes; no ORB, no
+        thumbnail, so nothing they propose can be verified): the million-work scale benchmark
+        builds its index this way in seconds, and its scans cost what real codes would. New
+        ids only."""
         n = len(work_ids)
         if dhash_v is None:
             dhash_v = np.zeros((n, 8), np.uint8)
         if not (len(phash) == len(dhash) == len(pdq) == len(dhash_v) == n):
             raise ValueError("one row of each code per work id")
+        if crops is not None and crops.shape != (n, len(CROP_RUNGS), CROP_BITS // 8):
+            raise ValueError("one crop ladder per work id")
         with self._lock:
             if any(w in self._slot_of for w in work_ids):
                 raise ValueError("add_hash_codes only adds new work ids")
@@ -400,6 +522,15 @@ class ImageIndex:
             self._slot_of.update((w, base + j) for j, w in enumerate(work_ids))
             self._slot_orb.extend([None] * n)
             self._slot_thumb.extend([None] * n)
+            if crops is not None:
+                slots = np.repeat(np.arange(base, base + n, dtype=np.int32), len(CROP_RUNGS))
+                self._crop_slot.append(slots[:, None])
+                rows = crops.reshape(-1, CROP_BITS // 8)
+                self._fx_crop.add(np.ascontiguousarray(rows, dtype=np.uint8))
+
+    def _add_crops(self, slot: int, ladder: np.ndarray) -> None:
+        self._crop_slot.append(np.full((len(ladder), 1), slot, np.int32))
+        self._fx_crop.add(np.ascontiguousarray(ladder))
 
     def remove(self, work_id: str) -> None:
         with self._lock:
@@ -427,6 +558,8 @@ class ImageIndex:
                 + self._fx_dhash.ntotal * 8
                 + self._dhash_v.nbytes()
                 + self._fx_dhash_v.ntotal * 8
+                + self._fx_crop.ntotal * (CROP_BITS // 8)
+                + self._crop_slot.nbytes()
                 + self._fx_orb.ntotal * 32
             )
             # side table: work id strings, dict and list entries (approximate)
@@ -479,9 +612,20 @@ class ImageIndex:
             else np.zeros((0, 32), np.uint8)
         )
         kp_all = self._orb_kp.view
-        items = [(self._slot_work[s], self._slot_orb[s], self._slot_thumb[s]) for s in live]
+        crop_all = (
+            self._fx_crop.reconstruct_n(0, self._fx_crop.ntotal).reshape(-1, CROP_BITS // 8)
+            if self._fx_crop.ntotal
+            else np.zeros((0, CROP_BITS // 8), np.uint8)
+        )
+        crop_rows: dict[int, list[int]] = {}
+        for row, s in enumerate(self._crop_slot.view[:, 0].tolist()):
+            crop_rows.setdefault(s, []).append(row)
+        items = [
+            (self._slot_work[s], self._slot_orb[s], self._slot_thumb[s], crop_rows.get(int(s)))
+            for s in live
+        ]
         self._reset()
-        for i, (work_id, orb, thumb) in enumerate(items):
+        for i, (work_id, orb, thumb, rows) in enumerate(items):
             self._phash.append(phash[i : i + 1])
             self._dhash.append(dhash[i : i + 1])
             self._pdq.append(pdq[i : i + 1])
@@ -492,6 +636,8 @@ class ImageIndex:
             self._slot_work.append(work_id)
             self._slot_of[work_id] = i
             self._slot_thumb.append(thumb)
+            if rows:
+                self._add_crops(i, crop_all[rows])
             if orb is not None:
                 start, n, w, h = orb
                 new_start = self._orb_slot.append(np.full((n, 1), i, np.int32))
@@ -518,6 +664,8 @@ class ImageIndex:
             best = self._verify_global(q, dh, by_dhash=True)
             if not best:
                 best = self._verify_vertical(q, exclude=cand | dh)
+            if not best:
+                best = self._verify_crops(q)
         if PDQ_ROTATIONS and q.pdq_rot and q.quality >= PDQ_MIN_QUALITY and cand:
             rots = np.stack(q.pdq_rot)
             for slot in sorted(cand):
@@ -595,6 +743,64 @@ class ImageIndex:
             best[slot] = (
                 _score_dense(verdict.dense, _score_global(d, CAND_DHASH_V)),
                 "dhash_v",
+                d,
+                ev,
+            )
+        return best
+
+    def _verify_crops(self, q: _Query) -> dict[int, tuple]:
+        """Centre crops: the works with a rung of their crop ladder nearest the query, each
+        judged by the dense check aligned as its nearest rung says. Slots the global
+        candidates already judged are not excluded: they were judged as the whole picture."""
+        if not self.use_dense or q.thumb is None or self._fx_crop.ntotal == 0:
+            return {}
+        code = crop_code(q.thumb.grey)
+        bits = int(_POPCOUNT[code].sum())
+        if bits < DHASH_MIN_BITS:
+            return {}  # a blank page: every blank crop is near it
+        if _plain_frame(q.thumb.grey):
+            return {}
+        dist, ids = self._fx_crop.search(code[None], min(CROP_KNN, self._fx_crop.ntotal))
+        alive = self._alive.view[:, 0]
+        q_tiny = tiny(q.thumb)
+        # slot -> (tiny-picture distance, code distance, rung) of its best rung
+        nearest: dict[int, tuple[float, int, int]] = {}
+        for d, row in zip(dist[0].tolist(), ids[0].tolist(), strict=True):
+            if row < 0 or d > CAND_CROP:
+                continue
+            slot = int(self._crop_slot.view[row, 0])
+            wt = self._slot_thumb[slot]
+            if not alive[slot] or wt is None:
+                continue
+            rung = row % len(CROP_RUNGS)
+            keep = CROP_RUNGS[rung]
+            lo = (1.0 - keep) / 2
+            look = float(np.abs(tiny(wt.cropped((lo, lo, keep, keep))) - q_tiny).mean())
+            if slot not in nearest or look < nearest[slot][0]:
+                nearest[slot] = (look, int(d), rung)
+        best: dict[int, tuple[float, str, int, dict]] = {}
+        ranked = sorted(nearest.items(), key=lambda kv: kv[1])[:CROP_VERIFY_TOP]
+        for slot, (_look, d, rung) in ranked:
+            wt = self._slot_thumb[slot]
+            keep = _closest_keep(wt, q.thumb, CROP_RUNGS[rung])
+            (qh, qw), (wh, ww) = q.thumb.grey.shape, wt.grey.shape
+            A = np.array(
+                [
+                    [keep * ww / qw, 0.0, ww * (1.0 - keep) / 2],
+                    [0.0, keep * wh / qh, wh * (1.0 - keep) / 2],
+                ]
+            )
+            verdict = _judge(wt, q.thumb, A, pdq_close=False)
+            if not verdict.accepted:
+                continue
+            align = verdict.dense.align if verdict.dense.align is not None else A
+            ev: dict[str, object] = {"crop_code": d, "variant": "crop", "crop_keep": keep}
+            ev["region"] = _map_region(align, qw, qh, ww, wh)
+            ev.update(verdict.evidence())
+            ev["verified"] = "dense"
+            best[slot] = (
+                _score_dense(verdict.dense, _score_global(d, CAND_CROP)),
+                "dhash_crop",
                 d,
                 ev,
             )
@@ -865,7 +1071,9 @@ def _dense_accepts(d: DenseCheck, pdq_close: bool = False) -> bool:
         return False  # overlapping in part only, side by side: not a copy, crop or canvas
     if d.colour_moved > DENSE_MAX_COLOUR_MOVED:  # NaN (a grey side) does not refuse
         return False  # recoloured in part: another flag of the same layout, a lime for a lemon
-    if d.work_chroma < MIN_CHROMA and d.query_chroma > COLOUR_ADDED:
+    if d.work_chroma < MIN_CHROMA and (
+        d.query_chroma > COLOUR_ADDED or d.query_coloured > COLOUR_ADDED_SHARE
+    ):
         return False  # colours where the work has none
     if d.flat:
         # Both flat where they overlap: their faint detail decides, and pictures without any

@@ -126,6 +126,9 @@ class DenseCheck:
     colour_moved: float = math.nan
     work_chroma: float = math.nan  # mean chroma magnitude of each side on the compared pixels
     query_chroma: float = math.nan
+    # Share of the compared pixels where the query is strongly coloured (CHROMA_MOVED), when
+    # the work is grey: a small red object on a white page has a low mean
+    query_coloured: float = math.nan
 
     def as_evidence(self) -> dict[str, object]:
         ev: dict[str, object] = {
@@ -391,6 +394,7 @@ class _Colours:
     moved: float = math.nan
     work: float = math.nan
     query: float = math.nan
+    query_coloured: float = math.nan
 
 
 def _colours(wc: np.ndarray, qc: np.ndarray, keep: np.ndarray, chroma_px: float) -> _Colours:
@@ -402,7 +406,10 @@ def _colours(wc: np.ndarray, qc: np.ndarray, keep: np.ndarray, chroma_px: float)
         return _Colours()
     ma, mb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
     na, nb = float(ma.mean()), float(mb.mean())
-    if na < MIN_CHROMA or nb < MIN_CHROMA:
+    if na < MIN_CHROMA:
+        added = float(((mb > CHROMA_MOVED) & (ma < COLOURED)).mean())
+        return _Colours(work=na, query=nb, query_coloured=added)
+    if nb < MIN_CHROMA:
         return _Colours(work=na, query=nb)
     dot = float((a * b).sum())
     cosine = dot / (np.sqrt(float((a * a).sum()) * float((b * b).sum())) + 1e-6)
@@ -503,6 +510,7 @@ def _compare(wp: np.ndarray, warped: np.ndarray, mask: np.ndarray, chroma_px: fl
             colour_moved=c.moved,
             work_chroma=c.work,
             query_chroma=c.query,
+            query_coloured=c.query_coloured,
         )
     good = info & (zncc > AGREE_ZNCC) & (sw > MIN_STD / 2) & (sq > MIN_STD / 2)
     differ = info & _envelope_diff(w, q, core)
@@ -538,4 +546,5 @@ def _compare(wp: np.ndarray, warped: np.ndarray, mask: np.ndarray, chroma_px: fl
         colour_moved=c.moved,
         work_chroma=c.work,
         query_chroma=c.query,
+        query_coloured=c.query_coloured,
     )

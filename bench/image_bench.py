@@ -593,6 +593,7 @@ def million_test(n_total: int, registered, distractors) -> None:
     pq = rng.integers(0, 256, (n_syn, 32), dtype=np.uint8)
     dv = rng.integers(0, 256, (n_syn, 8), dtype=np.uint8)  # vertical dHash: scanned, too
     crops = rng.integers(0, 256, (n_syn, len(CROP_RUNGS), CROP_BITS // 8), dtype=np.uint8)
+    wholes = rng.integers(0, 256, (n_syn, CROP_BITS // 8), dtype=np.uint8)
     queries = [
         r["queries"][name]
         for r in registered[:200]
@@ -606,7 +607,7 @@ def million_test(n_total: int, registered, distractors) -> None:
         t = time.perf_counter()
         for i, r in enumerate(registered):
             idx.add(f"w{i}", r["fp"])
-        idx.add_hash_codes([f"s{j}" for j in range(n_syn)], ph, dh, pq, dv, crops)
+        idx.add_hash_codes([f"s{j}" for j in range(n_syn)], ph, dh, pq, dv, crops, wholes)
         t_build = time.perf_counter() - t
         for q in queries[:5]:
             idx.search(q, second_tier="never")  # warm-up
@@ -616,8 +617,8 @@ def million_test(n_total: int, registered, distractors) -> None:
             idx.search(q, second_tier="never")
             lat.append(time.perf_counter() - t)
         what = (
-            "lookup + dense check of candidates (and, when nothing matched, the vertical-dHash "
-            "and crop-ladder k-NN scans)"
+            "lookup + dense check of candidates (and, when nothing matched, the vertical-dHash, "
+            "crop-ladder and page-box k-NN scans)"
             if dense
             else "lookup + hash rules only"
         )

@@ -8,7 +8,9 @@ Tier 1, global hashes (fast path: resized, re-encoded, recoloured, mirrored, bor
     those find nothing, see CAND_DHASH; then a k-NN search of a vertical dHash the index
     derives from the thumbnails, for horizontal stripes: see CAND_DHASH_V; last, a k-NN
     search of the crop ladder, codes of the work's centred crops, for zooms: see
-    CROP_RUNGS), then the best candidates are verified by the dense
+    CROP_RUNGS; and for a query that looks like a page (a screenshot), the boxes of the
+    pictures on it, looked up among whole-picture codes: see ``image_boxes``), then the best
+    candidates are verified by the dense
     check of ``image_verify`` (the query's thumbnail, aligned as the variant says, must
     reproduce the work's thumbnail in structure, grey levels and colour; two near-flat
     pictures in their faint detail), and what it accepts is looked at again at 128 px by the
@@ -58,6 +60,7 @@ import faiss
 import numpy as np
 
 from contentmatch_match.index.base import IndexHit
+from contentmatch_match.index.image_boxes import margin_box, page_boxes
 from contentmatch_match.index.image_fine import FineCheck, fine_check
 from contentmatch_match.index.image_verify import (
     MIN_CHROMA,
@@ -164,6 +167,7 @@ CROP_MAX_KEEP = 0.87
 RING_PX = 3
 PLAIN_GREY = 10.0
 PLAIN_RING = 0.99
+BOX_MIN_AGREE = 0.8  # agreement of a picture found as a box on a page (image_boxes)
 STRICT_PHASH = 4  # without a geometric check (mirror, no keypoints): all three hashes close
 STRICT_PDQ = 31
 STRICT_DHASH = 10
@@ -322,6 +326,17 @@ def centre_crop(grey: np.ndarray, keep: float) -> np.ndarray:
     return grey[y0 : max(y0 + 2, h - y0), x0 : max(x0 + 2, w - x0)]
 
 
+def whole_codes(thumb: Thumb) -> tuple[np.ndarray, np.ndarray]:
+    """The crop codes of the whole thumbnail and, when it has a uniform margin, of the part
+    inside it; with the (x, y, w, h) box each stands for."""
+    boxes = [(0.0, 0.0, 1.0, 1.0)]
+    inner = margin_box(thumb.grey)
+    if inner is not None:
+        boxes.append(inner)
+    codes = np.stack([crop_code(thumb.cropped(b).grey) for b in boxes])
+    return codes, np.array(boxes, np.float32)
+
+
 def crop_ladder(grey: np.ndarray) -> np.ndarray:
     """len(CROP_RUNGS) x 32 bytes: the crop code of each rung's centred crop."""
     return np.stack([crop_code(centre_crop(grey, r)) for r in CROP_RUNGS])
@@ -433,6 +448,11 @@ class ImageIndex:
         # len(CROP_RUNGS) rows per work with a thumbnail (row -> slot in _crop_slot)
         self._fx_crop = faiss.IndexBinaryFlat(CROP_BITS)
         self._crop_slot = _Grow(1, np.int32)
+        # the crop code of the whole thumbnail, and of the part inside a uniform margin when
+        # there is one: row -> slot, and the box of the work (x, y, w, h) the row stands for
+        self._fx_whole = faiss.IndexBinaryFlat(CROP_BITS)
+        self._whole_slot = _Grow(1, np.int32)
+        self._whole_box = _Grow(4, np.float32)
         self._fx_orb = faiss.IndexBinaryFlat(256)
         self._orb_slot = _Grow(1, np.int32)
         self._orb_kp = _Grow(2, np.float32)
@@ -454,6 +474,7 @@ class ImageIndex:
         small = work_thumbnail(thumb) if thumb is not None else None
         dv = vertical_dhash(thumb.grey) if thumb is not None else np.zeros(8, np.uint8)
         ladder = crop_ladder(thumb.grey) if thumb is not None else None
+        wholes = whole_codes(thumb) if thumb is not None else None
         with self._lock:
             if work_id in self._slot_of:
                 self._remove_locked(work_id)
@@ -474,6 +495,8 @@ class ImageIndex:
             self._slot_thumb.append(small)
             if ladder is not None:
                 self._add_crops(slot, ladder)
+            if wholes is not None:
+                self._add_wholes(slot, *wholes)
             if decoded is not None and len(decoded[0]):
                 desc, kp, w, h = decoded
                 start = self._orb_slot.append(np.full((len(desc), 1), slot, np.int32))
@@ -491,9 +514,11 @@ class ImageIndex:
         pdq: np.ndarray,
         dhash_v: np.ndarray | None = None,
         crops: np.ndarray | None = None,
+        wholes: np.ndarray | None = None,
     ) -> None:
         """Bulk-add works known by their global hash codes only (uint8 rows of 8, 8, 32 and
-        optionally 8 bytes, and optionally n x len(CROP_RUNGS) x 16 crop codes; no ORB, no
+        optionally 8 bytes, optionally n x len(CROP_RUNGS) x 32 crop codes and n x 32 whole-picture
+        codes; no ORB, no
         thumbnail, so nothing they propose can be verified): the million-work scale benchmark
         builds its index this way in seconds, and its scans cost what real codes would. New
         ids only."""
@@ -504,6 +529,8 @@ class ImageIndex:
             raise ValueError("one row of each code per work id")
         if crops is not None and crops.shape != (n, len(CROP_RUNGS), CROP_BITS // 8):
             raise ValueError("one crop ladder per work id")
+        if wholes is not None and wholes.shape != (n, CROP_BITS // 8):
+            raise ValueError("one whole-picture code per work id")
         with self._lock:
             if any(w in self._slot_of for w in work_ids):
                 raise ValueError("add_hash_codes only adds new work ids")
@@ -527,6 +554,15 @@ class ImageIndex:
                 self._crop_slot.append(slots[:, None])
                 rows = crops.reshape(-1, CROP_BITS // 8)
                 self._fx_crop.add(np.ascontiguousarray(rows, dtype=np.uint8))
+            if wholes is not None:
+                self._whole_slot.append(np.arange(base, base + n, dtype=np.int32)[:, None])
+                self._whole_box.append(np.tile(np.array([0, 0, 1, 1], np.float32), (n, 1)))
+                self._fx_whole.add(np.ascontiguousarray(wholes, dtype=np.uint8))
+
+    def _add_wholes(self, slot: int, codes: np.ndarray, boxes: np.ndarray) -> None:
+        self._whole_slot.append(np.full((len(codes), 1), slot, np.int32))
+        self._whole_box.append(boxes)
+        self._fx_whole.add(np.ascontiguousarray(codes))
 
     def _add_crops(self, slot: int, ladder: np.ndarray) -> None:
         self._crop_slot.append(np.full((len(ladder), 1), slot, np.int32))
@@ -560,6 +596,9 @@ class ImageIndex:
                 + self._fx_dhash_v.ntotal * 8
                 + self._fx_crop.ntotal * (CROP_BITS // 8)
                 + self._crop_slot.nbytes()
+                + self._fx_whole.ntotal * (CROP_BITS // 8)
+                + self._whole_slot.nbytes()
+                + self._whole_box.nbytes()
                 + self._fx_orb.ntotal * 32
             )
             # side table: work id strings, dict and list entries (approximate)
@@ -620,12 +659,27 @@ class ImageIndex:
         crop_rows: dict[int, list[int]] = {}
         for row, s in enumerate(self._crop_slot.view[:, 0].tolist()):
             crop_rows.setdefault(s, []).append(row)
+        whole_all = (
+            self._fx_whole.reconstruct_n(0, self._fx_whole.ntotal).reshape(-1, CROP_BITS // 8)
+            if self._fx_whole.ntotal
+            else np.zeros((0, CROP_BITS // 8), np.uint8)
+        )
+        whole_boxes = self._whole_box.view.copy()
+        whole_rows: dict[int, list[int]] = {}
+        for row, s in enumerate(self._whole_slot.view[:, 0].tolist()):
+            whole_rows.setdefault(s, []).append(row)
         items = [
-            (self._slot_work[s], self._slot_orb[s], self._slot_thumb[s], crop_rows.get(int(s)))
+            (
+                self._slot_work[s],
+                self._slot_orb[s],
+                self._slot_thumb[s],
+                crop_rows.get(int(s)),
+                whole_rows.get(int(s)),
+            )
             for s in live
         ]
         self._reset()
-        for i, (work_id, orb, thumb, rows) in enumerate(items):
+        for i, (work_id, orb, thumb, rows, wrows) in enumerate(items):
             self._phash.append(phash[i : i + 1])
             self._dhash.append(dhash[i : i + 1])
             self._pdq.append(pdq[i : i + 1])
@@ -638,6 +692,8 @@ class ImageIndex:
             self._slot_thumb.append(thumb)
             if rows:
                 self._add_crops(i, crop_all[rows])
+            if wrows:
+                self._add_wholes(i, whole_all[wrows], whole_boxes[wrows])
             if orb is not None:
                 start, n, w, h = orb
                 new_start = self._orb_slot.append(np.full((n, 1), i, np.int32))
@@ -666,6 +722,8 @@ class ImageIndex:
                 best = self._verify_vertical(q, exclude=cand | dh)
             if not best:
                 best = self._verify_crops(q)
+            if not best:
+                best = self._verify_boxes(q)
         if PDQ_ROTATIONS and q.pdq_rot and q.quality >= PDQ_MIN_QUALITY and cand:
             rots = np.stack(q.pdq_rot)
             for slot in sorted(cand):
@@ -804,6 +862,60 @@ class ImageIndex:
                 d,
                 ev,
             )
+        return best
+
+    def _verify_boxes(self, q: _Query) -> dict[int, tuple]:
+        """A picture on a page (a screenshot, a post): each of the query's page boxes looked
+        up among the works' whole-picture codes, ranked by the tiny picture, and judged by the
+        dense check aligned box to work (or to the work's drawing inside its margin)."""
+        if not self.use_dense or q.thumb is None or self._fx_whole.ntotal == 0:
+            return {}
+        alive = self._alive.view[:, 0]
+        best: dict[int, tuple[float, str, int, dict]] = {}
+        for box in page_boxes(q.thumb):
+            qt = q.thumb.cropped(box)
+            code = crop_code(qt.grey)
+            if int(_POPCOUNT[code].sum()) < DHASH_MIN_BITS:
+                continue
+            dist, ids = self._fx_whole.search(code[None], min(CROP_KNN, self._fx_whole.ntotal))
+            q_tiny = tiny(qt)
+            nearest: dict[int, tuple[float, int, tuple]] = {}
+            for d, row in zip(dist[0].tolist(), ids[0].tolist(), strict=True):
+                if row < 0 or d > CAND_CROP:
+                    continue
+                slot = int(self._whole_slot.view[row, 0])
+                wt = self._slot_thumb[slot]
+                if not alive[slot] or wt is None or slot in best:
+                    continue
+                wbox = tuple(float(v) for v in self._whole_box.view[row])
+                look = float(np.abs(tiny(wt.cropped(wbox)) - q_tiny).mean())
+                if slot not in nearest or look < nearest[slot][0]:
+                    nearest[slot] = (look, int(d), wbox)
+            ranked = sorted(nearest.items(), key=lambda kv: kv[1][0])[:CROP_VERIFY_TOP]
+            for slot, (_look, d, wbox) in ranked:
+                wt = self._slot_thumb[slot]
+                (qh, qw), (wh, ww) = qt.grey.shape, wt.grey.shape
+                x, y, bw, bh = wbox
+                A = np.array([[bw * ww / qw, 0.0, x * ww], [0.0, bh * wh / qh, y * wh]])
+                verdict = _judge(wt, qt, A, pdq_close=False)
+                # The box is the picture itself: it must agree without an edge band set
+                # aside as an overlay (the stem of a big black letter passed for a page icon
+                # with its worst band discounted: 0.73 without; boxed copies: 0.81 or more).
+                if not verdict.accepted or verdict.dense.agree < BOX_MIN_AGREE:
+                    continue
+                ev: dict[str, object] = {"box_code": d, "variant": "box"}
+                ev["query_region"] = {k: round(v, 4) for k, v in zip("xywh", box, strict=True)}
+                ev["region"] = {k: round(v, 4) for k, v in zip("xywh", wbox, strict=True)}
+                ev.update(verdict.evidence())
+                ev["verified"] = "dense"
+                best[slot] = (
+                    _score_dense(verdict.dense, _score_global(d, CAND_CROP)),
+                    "dhash_box",
+                    d,
+                    ev,
+                )
+            if best:
+                break
         return best
 
     def _verify_global(

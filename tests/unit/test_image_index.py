@@ -6,15 +6,18 @@ import threading
 
 import numpy as np
 import pytest
+from PIL import ImageOps
 
 from contentmatch_fingerprint.signals.image import fingerprint_image
 from contentmatch_match.index.image import ImageIndex
+from tests.fixtures.flag_images import RED, WHITE, make_tricolour
 from tests.fixtures.flat_images import make_flat_wallpaper, make_plain_gradient
 from tests.fixtures.images import (
     BENIGN_TRANSFORMS,
     HARD_TRANSFORMS,
     make_image,
     to_bytes,
+    transform,
     transform_bytes,
 )
 
@@ -289,3 +292,34 @@ def test_add_hash_codes_bulk(works):
         idx.add_hash_codes(["bulk-0"], rows["phash"][:1], rows["dhash"][:1], rows["pdq"][:1])
     with pytest.raises(ValueError):
         idx.add_hash_codes(["x"], rows["phash"], rows["dhash"][:1], rows["pdq"][:1])
+
+
+def test_a_work_with_its_own_margin_is_judged_untrimmed_when_the_trim_fails():
+    """A flag on a white band: the query's border trim removes the band, which belongs to the
+    work. When the trimmed variant is the nearest by its hashes and the dense check refuses
+    it (the trimmed query no longer lines up), the untrimmed query is judged as well."""
+    flag = make_tricolour(((252, 221, 9), RED, (252, 221, 9)), size=(480, 300), horizontal=True)
+    work = ImageOps.expand(flag, border=(0, 40, 0, 40), fill=WHITE)
+    wfp = fingerprint_image(to_bytes(work))
+    idx = ImageIndex()
+    idx.add("flag", wfp)
+    q = fingerprint_image(to_bytes(transform(work, "brightness_contrast", seed=1)))
+    # The trimmed variant made nearest (as when a margin's trim leaves stripes whose hashes
+    # fall on the work's): its codes are the work's own, the untrimmed ones 4 bits off.
+    flip4 = f"{int(wfp.hashes['phash'], 16) ^ 0xF:016x}"
+    variants = {
+        **q.extra["variants"],
+        "phash_trim": wfp.hashes["phash"],
+        "pdq_trim": wfp.hashes["pdq"],
+        "dhash_trim": wfp.hashes["dhash"],
+        "trim_box": [0.0, 0.1, 1.0, 0.8],
+    }
+    q = q.model_copy(
+        update={
+            "hashes": {**q.hashes, "phash": flip4, "pdq": wfp.hashes["pdq"]},
+            "extra": {**q.extra, "variants": variants},
+        }
+    )
+    hits = idx.search(q, second_tier="never")
+    assert [h.work_id for h in hits] == ["flag"], hits
+    assert hits[0].evidence["variant"] == "original", hits[0].evidence

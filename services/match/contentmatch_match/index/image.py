@@ -932,6 +932,7 @@ class ImageIndex:
         qmin = np.minimum(wq, q.quality)
         # Per candidate: the best variant group by a combined distance.
         cand_best: dict[int, tuple[float, str, int, int, int, int]] = {}
+        cand_orig: dict[int, tuple[float, str, int, int, int, int]] = {}  # the untrimmed query
         for name, gph, gdh, gpq in q.groups:
             dp = _hamming(cph, gph)
             dq = _hamming(cpq, gpq)
@@ -950,57 +951,67 @@ class ImageIndex:
                 prev = cand_best.get(k)
                 if prev is None or comb < prev[0]:
                     cand_best[k] = (comb, name, p, qd, d, int(qmin[k]))
+                if not name:
+                    cand_orig[k] = (comb, name, p, qd, d, int(qmin[k]))
         best: dict[int, tuple[float, str, int, dict]] = {}
         qorb = decode_orb(q.orb) if (self.use_orb and q.orb) else None
         top = DHASH_VERIFY_TOP if by_dhash else GLOBAL_VERIFY_TOP
         ranked = sorted(cand_best.items(), key=lambda kv: kv[1][0])[:top]
-        for k, (_comb, name, p, qd, d, qm) in ranked:
-            slot = int(c[k])
-            ev: dict[str, object] = {"phash": p, "pdq": qd, "dhash": d}
-            ev.update(variant=name or "original", pdq_quality=qm)
-            sig = "dhash" if by_dhash else ("phash" if p <= qd / 4 else "pdq")
-            # Within HMA's PDQ threshold the hashes already say "same picture": the grey
-            # levels may then differ more (a tone curve, clipping, blur on thin lines).
-            verdict = self._dense_global(
-                q, slot, name, pdq_close=qd <= PDQ_ALONE and qm >= PDQ_MIN_QUALITY
-            )
-            if verdict is not None:
-                # The thumbnails settle it: ORB and the hash rules only decide without them.
-                dense = verdict.dense
-                ev.update(verdict.evidence())
-                if not verdict.accepted:
-                    continue
-                score = _score_dense(
-                    dense, max(_score_global(p, CAND_PHASH), _score_global(qd, CAND_PDQ))
+        for k, first in ranked:
+            # A work with a uniform margin of its own (a flag on a white band) loses it to the
+            # query's border trim, and the trimmed query no longer lines up with it: when the
+            # trimmed variant is refused, the untrimmed one is judged too.
+            attempts = [first]
+            if first[1] == "trim" and k in cand_orig:
+                attempts.append(cand_orig[k])
+            for _comb, name, p, qd, d, qm in attempts:
+                slot = int(c[k])
+                ev: dict[str, object] = {"phash": p, "pdq": qd, "dhash": d}
+                ev.update(variant=name or "original", pdq_quality=qm)
+                sig = "dhash" if by_dhash else ("phash" if p <= qd / 4 else "pdq")
+                # Within HMA's PDQ threshold the hashes already say "same picture": the grey
+                # levels may then differ more (a tone curve, clipping, blur on thin lines).
+                verdict = self._dense_global(
+                    q, slot, name, pdq_close=qd <= PDQ_ALONE and qm >= PDQ_MIN_QUALITY
                 )
-                ev["verified"] = "dense"
-            else:
-                can_verify = (
-                    qorb is not None
-                    and name != "mirror"  # ORB descriptors are not mirror invariant
-                    and len(qorb[0]) >= ORB_MIN_VOTES
-                    and self._slot_orb[slot] is not None
-                    and self._slot_orb[slot][1] >= ORB_MIN_VOTES
-                )
-                inl = self._verify_slot(qorb, slot) if can_verify else None
-                if inl is not None:
-                    ev["orb_inliers"] = inl
-                if inl is not None and inl >= GLOBAL_ORB_INLIERS:
-                    score = max(_score_global(p, CAND_PHASH), _score_global(qd, CAND_PDQ))
-                    ev["verified"] = "orb"
-                elif _strong_global(p, qd, d, qm) or (
-                    _hash_rules(p, qd, d, qm) and (inl is None or inl >= GLOBAL_ORB_REFUTE)
-                ):
-                    score = max(_score_global(p, PHASH_ALONE), _score_global(qd, PDQ_ALONE))
-                    ev["verified"] = "hashes"
+                if verdict is not None:
+                    # The thumbnails settle it: ORB and the hash rules only decide without them.
+                    dense = verdict.dense
+                    ev.update(verdict.evidence())
+                    if not verdict.accepted:
+                        continue
+                    score = _score_dense(
+                        dense, max(_score_global(p, CAND_PHASH), _score_global(qd, CAND_PDQ))
+                    )
+                    ev["verified"] = "dense"
                 else:
-                    continue
-            dist = {"phash": p, "pdq": qd}.get(sig, d)
-            if name:
-                sig = f"{sig}_{name}"
-            prev = best.get(slot)
-            if prev is None or score > prev[0]:
-                best[slot] = (score, sig, dist, ev)
+                    can_verify = (
+                        qorb is not None
+                        and name != "mirror"  # ORB descriptors are not mirror invariant
+                        and len(qorb[0]) >= ORB_MIN_VOTES
+                        and self._slot_orb[slot] is not None
+                        and self._slot_orb[slot][1] >= ORB_MIN_VOTES
+                    )
+                    inl = self._verify_slot(qorb, slot) if can_verify else None
+                    if inl is not None:
+                        ev["orb_inliers"] = inl
+                    if inl is not None and inl >= GLOBAL_ORB_INLIERS:
+                        score = max(_score_global(p, CAND_PHASH), _score_global(qd, CAND_PDQ))
+                        ev["verified"] = "orb"
+                    elif _strong_global(p, qd, d, qm) or (
+                        _hash_rules(p, qd, d, qm) and (inl is None or inl >= GLOBAL_ORB_REFUTE)
+                    ):
+                        score = max(_score_global(p, PHASH_ALONE), _score_global(qd, PDQ_ALONE))
+                        ev["verified"] = "hashes"
+                    else:
+                        continue
+                dist = {"phash": p, "pdq": qd}.get(sig, d)
+                if name:
+                    sig = f"{sig}_{name}"
+                prev = best.get(slot)
+                if prev is None or score > prev[0]:
+                    best[slot] = (score, sig, dist, ev)
+                break
         return best
 
     def _dense_global(self, q: _Query, slot: int, variant: str, pdq_close: bool) -> _Verdict | None:

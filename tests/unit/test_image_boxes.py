@@ -11,6 +11,7 @@ from contentmatch_match.index.image import ImageIndex
 from contentmatch_match.index.image_boxes import margin_box, page_boxes
 from tests.fixtures.flag_images import BLUE, GREEN, ORANGE, RED, WHITE, make_tricolour
 from tests.fixtures.images import make_image, to_bytes, transform
+from tests.fixtures.indexes import compacted_index
 from tests.fixtures.thumbs import thumb_of, with_far_hashes
 
 pytestmark = pytest.mark.unit
@@ -113,12 +114,7 @@ def test_another_flag_on_a_page_is_not_found(index):
 
 
 def test_whole_codes_survive_compaction():
-    idx = ImageIndex()
-    imgs = {f"w{i}": make_image(300 + i, (320, 240)) for i in range(24)}
-    for work_id, img in imgs.items():
-        idx.add(work_id, fingerprint_image(to_bytes(img)))
-    for i in range(0, 24, 3):  # 8 of 24 dead: past COMPACT_RATIO, the index is rebuilt
-        idx.remove(f"w{i}")
+    idx, imgs = compacted_index(300)
     assert idx._dead == 0
     for work_id in ("w1", "w23"):
         fp = with_far_hashes(fingerprint_image(to_bytes(page(imgs[work_id], (170, 60)))))

@@ -20,6 +20,7 @@ from contentmatch_match.index.image import (
 )
 from tests.fixtures.flag_images import BLUE, GREEN, ORANGE, RED, WHITE, make_ensign, make_tricolour
 from tests.fixtures.images import make_image, to_bytes, transform
+from tests.fixtures.indexes import compacted_index
 from tests.fixtures.thumbs import thumb_of, with_far_hashes
 
 pytestmark = pytest.mark.unit
@@ -122,12 +123,7 @@ def test_the_centre_of_a_sibling_flag_is_not_a_crop(index):
 
 
 def test_crop_codes_survive_compaction():
-    idx = ImageIndex()
-    imgs = {f"w{i}": make_image(200 + i, (320, 240)) for i in range(24)}
-    for work_id, img in imgs.items():
-        idx.add(work_id, fingerprint_image(to_bytes(img)))
-    for i in range(0, 24, 3):  # 8 of 24 dead: past COMPACT_RATIO, the index is rebuilt
-        idx.remove(f"w{i}")
+    idx, imgs = compacted_index(200)
     idx.add("w0", fingerprint_image(to_bytes(imgs["w0"])))  # re-registered after the rebuild
     assert idx._dead == 0
     for work_id in ("w0", "w1", "w5", "w23"):

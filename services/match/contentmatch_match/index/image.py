@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -60,7 +61,7 @@ import faiss
 import numpy as np
 
 from contentmatch_match.index.base import IndexHit
-from contentmatch_match.index.image_boxes import margin_box, page_boxes
+from contentmatch_match.index.image_boxes import margin_box, page_boxes, ring
 from contentmatch_match.index.image_fine import FineCheck, fine_check
 from contentmatch_match.index.image_verify import (
     MIN_CHROMA,
@@ -160,11 +161,11 @@ KEEP_SIDE = 48  # px at which the crop's scale is settled between rungs (_closes
 # the whole picture, which the global hashes and ORB find (crop_10: 0.96-0.97 without the
 # ladder), and where a scaled "crop" only lets two flags of one layout pass for each other.
 CROP_MAX_KEEP = 0.87
-# A query whose frame is plain all round (PLAIN_RING of its outer RING_PX rows and columns
+# A query whose frame is plain all round (PLAIN_RING of its outer FRAME_PX rows and columns
 # within PLAIN_GREY of their median) shows a whole object on its background, not a cut-out
 # of a larger picture: on clip art, a diamond matched the centre of an ace of diamonds and
 # nearly blank map symbols the middle of another. The ladder does not propose for those.
-RING_PX = 3
+FRAME_PX = 3
 PLAIN_GREY = 10.0
 PLAIN_RING = 0.99
 BOX_MIN_AGREE = 0.8  # agreement of a picture found as a box on a page (image_boxes)
@@ -309,8 +310,7 @@ def tiny(t: Thumb) -> np.ndarray:
     """TINY x TINY grey levels (zero mean, unit spread: a crop may be re-encoded or
     brightened) and Cb/Cr planes scaled to grey-level units, flattened: the cheap look that
     ranks crop candidates whose codes tie (three-striped flags share one code)."""
-    g = cv2.resize(t.grey.astype(np.float32), (TINY, TINY), interpolation=cv2.INTER_AREA)
-    g = (g - g.mean()) / max(float(g.std()), 8.0)
+    g = _zscored(cv2.resize(t.grey.astype(np.float32), (TINY, TINY), interpolation=cv2.INTER_AREA))
     if t.chroma is None or not t.chroma.size:
         c = np.zeros((TINY, TINY, 2), np.float32)
     else:
@@ -342,6 +342,27 @@ def crop_ladder(grey: np.ndarray) -> np.ndarray:
     return np.stack([crop_code(centre_crop(grey, r)) for r in CROP_RUNGS])
 
 
+def _rung_box(row: int) -> tuple[float, float, float, float]:
+    """The centred box of the rung a crop-ladder row holds (every work adds a full ladder)."""
+    keep = CROP_RUNGS[row % len(CROP_RUNGS)]
+    lo = (1.0 - keep) / 2
+    return (lo, lo, keep, keep)
+
+
+def _onto(box: tuple[float, float, float, float], query: Thumb, work: Thumb) -> np.ndarray:
+    """2x3: the whole ``query`` thumbnail onto ``box`` (normalised x, y, w, h) of ``work``'s."""
+    (qh, qw), (wh, ww) = query.grey.shape, work.grey.shape
+    x, y, bw, bh = box
+    return np.array([[bw * ww / qw, 0.0, x * ww], [0.0, bh * wh / qh, y * wh]])
+
+
+def _dense_hit(verdict: _Verdict, ev: dict[str, object], d: int, signal: str) -> tuple:
+    """(score, signal, distance, evidence) of a fallback proposal the dense check accepted."""
+    ev.update(verdict.evidence())
+    ev["verified"] = "dense"
+    return (_score_dense(verdict.dense, _score_global(d, CAND_CROP)), signal, d, ev)
+
+
 def _closest_keep(work: Thumb, query: Thumb, keep: float) -> float:
     """The centred crop of ``work``, within a rung's step of ``keep``, that looks most like
     ``query`` at KEEP_SIDE px: a crop between two rungs starts the dense check aligned within
@@ -367,15 +388,28 @@ def _closest_keep(work: Thumb, query: Thumb, keep: float) -> float:
 
 
 def _plain_frame(grey: np.ndarray) -> bool:
-    """The outer RING_PX rows and columns are (almost all) one grey level."""
-    ring = np.zeros(grey.shape, bool)
-    ring[:RING_PX], ring[-RING_PX:], ring[:, :RING_PX], ring[:, -RING_PX:] = True, True, True, True
-    v = grey[ring].astype(np.float32)
+    """The outer FRAME_PX rows and columns are (almost all) one grey level."""
+    v = grey[ring(grey.shape, FRAME_PX)].astype(np.float32)
     return float((np.abs(v - np.median(v)) <= PLAIN_GREY).mean()) >= PLAIN_RING
 
 
 def _zscored(g: np.ndarray) -> np.ndarray:
     return (g - g.mean()) / max(float(g.std()), 8.0)
+
+
+def _rows_by_slot(
+    fx: faiss.IndexBinaryFlat, slot_of: _Grow
+) -> tuple[np.ndarray, dict[int, list[int]]]:
+    """All codes of a crop-code index, and slot -> its row numbers (for a rebuild)."""
+    codes = (
+        fx.reconstruct_n(0, fx.ntotal).reshape(-1, CROP_BITS // 8)
+        if fx.ntotal
+        else np.zeros((0, CROP_BITS // 8), np.uint8)
+    )
+    rows: dict[int, list[int]] = {}
+    for row, slot in enumerate(slot_of.view[:, 0].tolist()):
+        rows.setdefault(slot, []).append(row)
+    return codes, rows
 
 
 def _thumb_or_none(payload: object) -> Thumb | None:
@@ -651,23 +685,9 @@ class ImageIndex:
             else np.zeros((0, 32), np.uint8)
         )
         kp_all = self._orb_kp.view
-        crop_all = (
-            self._fx_crop.reconstruct_n(0, self._fx_crop.ntotal).reshape(-1, CROP_BITS // 8)
-            if self._fx_crop.ntotal
-            else np.zeros((0, CROP_BITS // 8), np.uint8)
-        )
-        crop_rows: dict[int, list[int]] = {}
-        for row, s in enumerate(self._crop_slot.view[:, 0].tolist()):
-            crop_rows.setdefault(s, []).append(row)
-        whole_all = (
-            self._fx_whole.reconstruct_n(0, self._fx_whole.ntotal).reshape(-1, CROP_BITS // 8)
-            if self._fx_whole.ntotal
-            else np.zeros((0, CROP_BITS // 8), np.uint8)
-        )
+        crop_all, crop_rows = _rows_by_slot(self._fx_crop, self._crop_slot)
+        whole_all, whole_rows = _rows_by_slot(self._fx_whole, self._whole_slot)
         whole_boxes = self._whole_box.view.copy()
-        whole_rows: dict[int, list[int]] = {}
-        for row, s in enumerate(self._whole_slot.view[:, 0].tolist()):
-            whole_rows.setdefault(s, []).append(row)
         items = [
             (
                 self._slot_work[s],
@@ -812,56 +832,23 @@ class ImageIndex:
         candidates already judged are not excluded: they were judged as the whole picture."""
         if not self.use_dense or q.thumb is None or self._fx_crop.ntotal == 0:
             return {}
-        code = crop_code(q.thumb.grey)
-        bits = int(_POPCOUNT[code].sum())
-        if bits < DHASH_MIN_BITS:
-            return {}  # a blank page: every blank crop is near it
         if _plain_frame(q.thumb.grey):
             return {}
-        dist, ids = self._fx_crop.search(code[None], min(CROP_KNN, self._fx_crop.ntotal))
-        alive = self._alive.view[:, 0]
-        q_tiny = tiny(q.thumb)
-        # slot -> (tiny-picture distance, code distance, rung) of its best rung
-        nearest: dict[int, tuple[float, int, int]] = {}
-        for d, row in zip(dist[0].tolist(), ids[0].tolist(), strict=True):
-            if row < 0 or d > CAND_CROP:
-                continue
-            slot = int(self._crop_slot.view[row, 0])
-            wt = self._slot_thumb[slot]
-            if not alive[slot] or wt is None:
-                continue
-            rung = row % len(CROP_RUNGS)
-            keep = CROP_RUNGS[rung]
-            lo = (1.0 - keep) / 2
-            look = float(np.abs(tiny(wt.cropped((lo, lo, keep, keep))) - q_tiny).mean())
-            if slot not in nearest or look < nearest[slot][0]:
-                nearest[slot] = (look, int(d), rung)
         best: dict[int, tuple[float, str, int, dict]] = {}
-        ranked = sorted(nearest.items(), key=lambda kv: kv[1])[:CROP_VERIFY_TOP]
-        for slot, (_look, d, rung) in ranked:
+        rows = self._nearest_rows(self._fx_crop, self._crop_slot, _rung_box, q.thumb)
+        for slot, d, rung_box in rows:
             wt = self._slot_thumb[slot]
-            keep = _closest_keep(wt, q.thumb, CROP_RUNGS[rung])
-            (qh, qw), (wh, ww) = q.thumb.grey.shape, wt.grey.shape
-            A = np.array(
-                [
-                    [keep * ww / qw, 0.0, ww * (1.0 - keep) / 2],
-                    [0.0, keep * wh / qh, wh * (1.0 - keep) / 2],
-                ]
-            )
+            keep = _closest_keep(wt, q.thumb, rung_box[2])
+            lo = (1.0 - keep) / 2
+            A = _onto((lo, lo, keep, keep), q.thumb, wt)
             verdict = _judge(wt, q.thumb, A, pdq_close=False)
             if not verdict.accepted:
                 continue
             align = verdict.dense.align if verdict.dense.align is not None else A
+            (qh, qw), (wh, ww) = q.thumb.grey.shape, wt.grey.shape
             ev: dict[str, object] = {"crop_code": d, "variant": "crop", "crop_keep": keep}
             ev["region"] = _map_region(align, qw, qh, ww, wh)
-            ev.update(verdict.evidence())
-            ev["verified"] = "dense"
-            best[slot] = (
-                _score_dense(verdict.dense, _score_global(d, CAND_CROP)),
-                "dhash_crop",
-                d,
-                ev,
-            )
+            best[slot] = _dense_hit(verdict, ev, d, "dhash_crop")
         return best
 
     def _verify_boxes(self, q: _Query) -> dict[int, tuple]:
@@ -870,34 +857,17 @@ class ImageIndex:
         dense check aligned box to work (or to the work's drawing inside its margin)."""
         if not self.use_dense or q.thumb is None or self._fx_whole.ntotal == 0:
             return {}
-        alive = self._alive.view[:, 0]
         best: dict[int, tuple[float, str, int, dict]] = {}
+
+        def whole_box(row: int) -> tuple[float, float, float, float]:
+            return tuple(float(v) for v in self._whole_box.view[row])
+
         for box in page_boxes(q.thumb):
             qt = q.thumb.cropped(box)
-            code = crop_code(qt.grey)
-            if int(_POPCOUNT[code].sum()) < DHASH_MIN_BITS:
-                continue
-            dist, ids = self._fx_whole.search(code[None], min(CROP_KNN, self._fx_whole.ntotal))
-            q_tiny = tiny(qt)
-            nearest: dict[int, tuple[float, int, tuple]] = {}
-            for d, row in zip(dist[0].tolist(), ids[0].tolist(), strict=True):
-                if row < 0 or d > CAND_CROP:
-                    continue
-                slot = int(self._whole_slot.view[row, 0])
+            rows = self._nearest_rows(self._fx_whole, self._whole_slot, whole_box, qt)
+            for slot, d, wbox in rows:
                 wt = self._slot_thumb[slot]
-                if not alive[slot] or wt is None or slot in best:
-                    continue
-                wbox = tuple(float(v) for v in self._whole_box.view[row])
-                look = float(np.abs(tiny(wt.cropped(wbox)) - q_tiny).mean())
-                if slot not in nearest or look < nearest[slot][0]:
-                    nearest[slot] = (look, int(d), wbox)
-            ranked = sorted(nearest.items(), key=lambda kv: kv[1][0])[:CROP_VERIFY_TOP]
-            for slot, (_look, d, wbox) in ranked:
-                wt = self._slot_thumb[slot]
-                (qh, qw), (wh, ww) = qt.grey.shape, wt.grey.shape
-                x, y, bw, bh = wbox
-                A = np.array([[bw * ww / qw, 0.0, x * ww], [0.0, bh * wh / qh, y * wh]])
-                verdict = _judge(wt, qt, A, pdq_close=False)
+                verdict = _judge(wt, qt, _onto(wbox, qt, wt), pdq_close=False)
                 # The box is the picture itself: it must agree without an edge band set
                 # aside as an overlay (the stem of a big black letter passed for a page icon
                 # with its worst band discounted: 0.73 without; boxed copies: 0.81 or more).
@@ -906,17 +876,42 @@ class ImageIndex:
                 ev: dict[str, object] = {"box_code": d, "variant": "box"}
                 ev["query_region"] = {k: round(v, 4) for k, v in zip("xywh", box, strict=True)}
                 ev["region"] = {k: round(v, 4) for k, v in zip("xywh", wbox, strict=True)}
-                ev.update(verdict.evidence())
-                ev["verified"] = "dense"
-                best[slot] = (
-                    _score_dense(verdict.dense, _score_global(d, CAND_CROP)),
-                    "dhash_box",
-                    d,
-                    ev,
-                )
+                best[slot] = _dense_hit(verdict, ev, d, "dhash_box")
             if best:
                 break
         return best
+
+    def _nearest_rows(
+        self,
+        fx: faiss.IndexBinaryFlat,
+        slot_of: _Grow,
+        box_of: Callable[[int], tuple[float, float, float, float]],
+        query: Thumb,
+    ) -> list[tuple[int, int, tuple[float, float, float, float]]]:
+        """(slot, code distance, work box) of the CROP_VERIFY_TOP works whose rows of ``fx``
+        (crop codes of a box of the work, row -> slot in ``slot_of``) lie nearest the code of
+        ``query``: CROP_KNN rows within CAND_CROP, each work by its row whose box looks most
+        like ``query`` in the tiny picture, the works ranked by that look."""
+        code = crop_code(query.grey)
+        if int(_POPCOUNT[code].sum()) < DHASH_MIN_BITS:
+            return []  # a blank page: every blank crop is near it
+        dist, ids = fx.search(code[None], min(CROP_KNN, fx.ntotal))
+        alive = self._alive.view[:, 0]
+        q_tiny = tiny(query)
+        nearest: dict[int, tuple[float, int, tuple[float, float, float, float]]] = {}
+        for d, row in zip(dist[0].tolist(), ids[0].tolist(), strict=True):
+            if row < 0 or d > CAND_CROP:
+                continue
+            slot = int(slot_of.view[row, 0])
+            wt = self._slot_thumb[slot]
+            if not alive[slot] or wt is None:
+                continue
+            box = box_of(row)
+            look = float(np.abs(tiny(wt.cropped(box)) - q_tiny).mean())
+            if slot not in nearest or look < nearest[slot][0]:
+                nearest[slot] = (look, int(d), box)
+        ranked = sorted(nearest.items(), key=lambda kv: kv[1])[:CROP_VERIFY_TOP]
+        return [(slot, d, box) for slot, (_look, d, box) in ranked]
 
     def _verify_global(
         self, q: _Query, cand: set[int], by_dhash: bool

@@ -43,17 +43,22 @@ MARGIN_SHARE = 0.98  # ... on this share of a margin row or column ...
 MARGIN_MIN = 0.04  # ... and the margin is at least this share of the side
 
 
+def ring(shape: tuple[int, ...], px: int) -> np.ndarray:
+    """Boolean mask of the outer ``px`` rows and columns."""
+    m = np.zeros(shape[:2], bool)
+    m[:px], m[-px:], m[:, :px], m[:, -px:] = True, True, True, True
+    return m
+
+
 def page_boxes(t: Thumb) -> list[tuple[float, float, float, float]]:
     """Normalised (x, y, w, h) boxes of the largest pictures on the page, largest first."""
     g = t.grey.astype(np.float32)
     h, w = g.shape
     if min(h, w) < 16:
         return []
-    ring = np.zeros((h, w), bool)
-    ring[:RING_PX], ring[-RING_PX:], ring[:, :RING_PX], ring[:, -RING_PX:] = True, True, True, True
     # The commonest grey level of the ring (bins of 8), and its median. Grey only: the coarse
     # chroma plane, upsampled, bleeds a few pixels past a picture's edge.
-    rg = g[ring]
+    rg = g[ring(g.shape, RING_PX)]
     bins = np.floor(rg / 8.0).astype(np.int32)
     page = float(np.median(rg[bins == np.bincount(bins).argmax()]))
     content = np.abs(g - page) > PAGE_TOL

@@ -9,7 +9,15 @@ from PIL import Image, ImageDraw
 from contentmatch_fingerprint.signals.image import fingerprint_image
 from contentmatch_match.index.image import ImageIndex
 from contentmatch_match.index.image_boxes import margin_box, page_boxes
-from tests.fixtures.flag_images import BLUE, GREEN, ORANGE, RED, WHITE, make_tricolour
+from tests.fixtures.flag_images import (
+    BLUE,
+    GREEN,
+    ORANGE,
+    RED,
+    WHITE,
+    make_ensign,
+    make_tricolour,
+)
 from tests.fixtures.images import make_image, to_bytes, transform
 from tests.fixtures.indexes import compacted_index
 from tests.fixtures.thumbs import thumb_of, with_far_hashes
@@ -65,6 +73,26 @@ def test_a_drawing_on_a_plain_background_is_no_page():
     d.ellipse((220, 100, 330, 210), fill=ORANGE)
     assert page_boxes(thumb_of(img)) == []
     assert page_boxes(thumb_of(make_image(3, (480, 360)))) == []
+
+
+def _canton_flag(at: tuple[int, int]) -> Image.Image:
+    """Manitoba's layout: a red field with a dark bar along its bottom (which makes it read as
+    a page), an ensign's canton at ``at`` and a shield in the fly."""
+    img = Image.new("RGB", (480, 240), RED)
+    img.paste(make_ensign("plain").crop((0, 0, 240, 120)), at)
+    d = ImageDraw.Draw(img)
+    d.rectangle((0, 228, 480, 240), fill=(40, 40, 40))
+    d.ellipse((330, 80, 400, 170), fill=GREEN)
+    return img
+
+
+def test_a_flags_canton_is_no_picture_on_a_page():
+    """The canton runs into two edges of the flag: not a picture set on a page."""
+    boxes = page_boxes(thumb_of(_canton_flag((0, 0))))
+    assert not any(b[0] < 0.02 and b[1] < 0.02 for b in boxes), boxes
+    # ... while the same picture set off from the corner is one
+    boxes = page_boxes(thumb_of(_canton_flag((24, 20))))
+    assert any(_near(b, (24 / 480, 20 / 240, 0.5, 0.5)) for b in boxes), boxes
 
 
 def test_margin_box_is_the_drawing_inside_a_uniform_margin():

@@ -99,6 +99,11 @@ def page_boxes(t: Thumb) -> list[tuple[float, float, float, float]]:
         candidates.append(_tight(m, union))
     boxes = []
     for x0, y0, x1, y1 in candidates:
+        # A part that runs into two edges of the page is a flag's canton or a corner of a
+        # drawing: a picture on a page lies inside it (it may touch one edge, cut off by the
+        # screenshot, and is then still judged whole by the dense check).
+        if (x0 <= 0) + (y0 <= 0) + (x1 >= w) + (y1 >= h) >= 2:
+            continue
         # A page has furniture beside the picture (bars, a sidebar, text); a drawing on a
         # plain background has none, and its box is the global tier's trim, already tried.
         outside = everything.copy()

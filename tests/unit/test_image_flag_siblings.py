@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
@@ -24,7 +25,13 @@ from contentmatch_match.index.image import (
     _informative_dhash,
     vertical_dhash,
 )
-from contentmatch_match.index.image_verify import MIN_CHROMA
+from contentmatch_match.index.image_verify import (
+    MIN_CHROMA,
+    Thumb,
+    dense_check,
+    scale_transform,
+    work_thumbnail,
+)
 from tests.fixtures.flag_images import (
     BADGES,
     BLUE,
@@ -112,6 +119,24 @@ def test_colours_on_a_grey_work_are_refused():
     for name in ("jpeg_q20", "webp_small", "brightness_contrast"):
         dense, _ = dense_and_fine(cornwall, transform(cornwall, name, seed=1))
         assert dense.query_chroma <= COLOUR_ADDED and _dense_accepts(dense)
+
+
+def test_colour_bled_in_from_beyond_the_overlap_is_not_added_colour():
+    """A trimmed coloured border leaves its chroma in the outermost coarse chroma cells of
+    the query (one cell is 4 px of the thumbnail, upsampled over more): no added colour."""
+    grey = thumb_of(make_image(7, (480, 360)).convert("L").convert("RGB"))
+    neutral = np.full_like(grey.chroma, 128)
+    rim = neutral.copy()
+    rim[0, :], rim[-1, :], rim[:, 0], rim[:, -1] = (180, 90), (180, 90), (180, 90), (180, 90)
+    work = work_thumbnail(Thumb(grey.grey, neutral))
+    (qh, qw), (wh, ww) = grey.grey.shape, work.grey.shape
+    dense = dense_check(work, Thumb(grey.grey, rim), scale_transform(qw, qh, ww, wh))
+    assert dense.query_coloured <= COLOUR_ADDED_SHARE / 4 and _dense_accepts(dense), dense
+    # ... while the same colour inside the picture is added colour
+    inside = neutral.copy()
+    inside[10:14, 12:16] = (180, 90)
+    dense = dense_check(work, Thumb(grey.grey, inside), scale_transform(qw, qh, ww, wh))
+    assert dense.query_coloured > COLOUR_ADDED_SHARE and not _dense_accepts(dense), dense
 
 
 def test_a_small_coloured_object_on_a_grey_work_is_refused():

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 from contentmatch_fingerprint.signals.image import fingerprint_image
 from contentmatch_match.index.image import (
@@ -22,6 +22,7 @@ from contentmatch_match.index.image_verify import (
 )
 from contentmatch_shared.thumb_payload import decode_chroma, decode_thumb, encode_thumb
 from tests.fixtures.flat_images import make_flat_wallpaper, make_plain_gradient
+from tests.fixtures.icon_images import make_three_tone_icon
 from tests.fixtures.images import make_image, to_bytes, transform
 from tests.fixtures.template_images import make_template_sign
 from tests.fixtures.thumbs import full_picture_check, thumb_of
@@ -71,6 +72,22 @@ def test_benign_copies_agree(work, name):
     d = _check(work, transform(work, name, seed=3))
     assert d.agree >= 0.95, d
     assert _dense_accepts(d)
+
+
+@pytest.mark.parametrize("size", [64, 256])
+def test_a_brightened_icon_is_followed_by_a_tone_curve(size):
+    """White stays clipped at 255 while the greys move: no gain/offset maps all three
+    levels (13-17 % of the textured pixels differed with one), a monotone curve does."""
+    work = make_three_tone_icon(size=size)
+    brighter = ImageEnhance.Contrast(ImageEnhance.Brightness(work).enhance(1.25)).enhance(1.3)
+    d = _check(work, brighter)
+    assert d.agree >= 0.98 and _dense_accepts(d), d
+
+
+def test_a_tone_curve_does_not_swap_tones():
+    """Another icon with the ring and the letter in each other's grey: no monotone curve."""
+    d = _check(make_three_tone_icon(), make_three_tone_icon(ring=51, letter=127))
+    assert not _dense_accepts(d), d
 
 
 def test_small_rotation_is_absorbed_by_refinement(work):

@@ -20,15 +20,26 @@ along edges (resampling, JPEG ringing), a sibling's gather on the symbol that di
 for a cross in the same badge, another coat of arms on the same tricolour). ``cluster`` is
 the share of differing pixels in the densest ``CLUSTER_WINDOW`` square.
 
+Grey levels miss a symbol drawn in the same tones as the one it replaces: a dark dishwasher
+rack where a dark washing drum was, another coat of arms of the same greens and golds. Its
+*structure* differs all the same: the local correlation of the two pictures is negative
+there, at every shift within one pixel, where both are textured. ``structure`` is the share
+of such pixels in the densest ``STRUCTURE_WINDOW`` square. A copy's are scattered specks
+(resampling); a sibling's fill the symbol.
+
 Edge bands: the dense check may discount one edge band as an overlay. A caption banner or a
 letterbox differs all along its edge; a sibling's differing symbol that happens to sit near
 an edge (the superscript of ``math_lsup``, the arrow added to a box) does not. The band is
-discounted here only when its differences span ``OVERLAY_SPAN`` of the edge.
+discounted here only when its differences span ``OVERLAY_SPAN`` of the edge, and only along
+the top or the bottom (``OVERLAY_EDGES``): captions, subtitles, tickers and letterbox bars
+run there, while a side band that differs is where an ensign keeps its badge (Tasmania's
+lion where New South Wales has its cross spans half the fly's height). Bars a platform adds
+at the sides are plain, and the trimmed query variant removes them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -38,20 +49,24 @@ from contentmatch_match.index.image_verify import (
     CLIP_LOW,
     DIFF_GREY,
     DenseCheck,
+    GaussianWindow,
     Thumb,
     after_ecc,
     edge_bands,
     envelope,
     envelope_residual,
     homogeneous,
+    local_zncc,
     refine_ecc,
     shrink_query,
+    tone_mapped,
     transform_scale,
     warp,
 )
 
 BLUR = 1.0  # Gaussian blur (px at 128) of both sides before comparing: JPEG blocks, noise
 OVERLAY_SPAN = 0.5  # share of the edge a band's differences must span to count as an overlay
+OVERLAY_EDGES = ("top", "bottom")  # ... and the edges an overlay band may run along
 SHRINK_BELOW = 0.8  # query shown smaller than this in the work's frame: shrink it first
 COARSEN_ABOVE = 1.25  # query shown larger than this (upscaled): the work loses the same detail
 # ... and beyond this, the query shows the work at under 80 px (a small paste in a canvas):
@@ -59,12 +74,14 @@ COARSEN_ABOVE = 1.25  # query shown larger than this (upscaled): the work loses 
 MAX_UPSCALE = 1.6
 CLIP_SLACK = 20.0  # grey levels: a clipped query pixel says nothing where the work is near it
 MIN_PIXELS = 64  # overlap pixels below which the check has nothing to say
-TONE_BINS = 16  # bands of work grey levels of the tone curve ...
-TONE_MIN_PIXELS = 12  # ... each needing this many pixels to have a say
-TONE_MIN_RANGE = 0.5  # share of the query's grey range the curve must span to be a model
 CLUSTER_WINDOW = 8  # px at 128: the square in which differing pixels are counted together
 CLUSTER_REACH = 2  # px of misregistration forgiven when counting them ...
 CLUSTER_GREY = DIFF_GREY  # ... and the grey levels beyond which a pixel counts
+STRUCTURE_SIGMA = 1.5  # Gaussian window (px at 128) of the local correlation ...
+STRUCTURE_MIN_STD = 4.0  # ... at pixels where both sides vary at least this much ...
+STRUCTURE_REACH = 1  # ... negative at every shift within this many px ...
+STRUCTURE_GREY = 12.0  # ... and this far (grey levels) from the work after a gain/offset
+STRUCTURE_WINDOW = 12  # px at 128: the square in which such pixels are counted together
 
 
 @dataclass(frozen=True)
@@ -73,11 +90,14 @@ class FineCheck:
     band: str  # the edge band discounted as an overlay ("" = none)
     band_span: float  # share of that edge the band's differences span (0 without a band)
     cluster: float = 0.0  # share of differing pixels in the densest CLUSTER_WINDOW square
+    # share of pixels of another structure in the densest STRUCTURE_WINDOW square
+    structure: float = 0.0
 
     def as_evidence(self) -> dict[str, object]:
         ev: dict[str, object] = {
             "fine_diff": round(self.diff, 4),
             "fine_cluster": round(self.cluster, 3),
+            "fine_structure": round(self.structure, 3),
         }
         if self.band:
             ev["fine_band"] = self.band
@@ -105,13 +125,16 @@ def fine_check(work: Thumb, query: Thumb, dense: DenseCheck) -> FineCheck | None
     wb = cv2.GaussianBlur(w, (0, 0), BLUR)
     warped, mask = warp(q, A, ww, wh)
     best = _compare(wb, warped, mask, dense.band)
-    if best is not None and best.diff > 0:
+    if best is not None and (best.diff > 0 or best.structure > 0):
         # ECC at this resolution fixes the sub-pixel misalignment the 64 px fit left; an
         # overlay can pull it off, so the better of the two counts (as in the dense check).
         corr = refine_ecc(w, warped, mask)
         if corr is not None:
             refined = _compare(wb, *warp(q, after_ecc(A, corr), ww, wh), dense.band)
-            if refined is not None and refined.diff < best.diff:
+            if refined is not None and (refined.diff, refined.structure) < (
+                best.diff,
+                best.structure,
+            ):
                 best = refined
     return best
 
@@ -140,7 +163,47 @@ def _compare(wb: np.ndarray, warped: np.ndarray, mask: np.ndarray, band: str) ->
         check = _judged(toned, qb, core, in_band, band, fit_on, q_high, q_low)
         if (check.diff, check.cluster) < (best.diff, best.cluster):
             best = check
-    return best
+    other = _other_structure(wb, qb, core, fit_on)
+    if best.band:
+        other &= ~in_band
+    return replace(best, structure=_densest(other, STRUCTURE_WINDOW))
+
+
+def _other_structure(wb: np.ndarray, qb: np.ndarray, core: np.ndarray, fit_on: np.ndarray):
+    """Pixels where both sides are textured and their local structure disagrees (negative
+    correlation at every shift within ``STRUCTURE_REACH``) by more than ``STRUCTURE_GREY``
+    beyond a global gain/offset: a symbol where the work has another."""
+    win = GaussianWindow(core, STRUCTURE_SIGMA)
+    zncc, sw, sq = local_zncc(wb, qb, win)
+    other = core & (sw > STRUCTURE_MIN_STD) & (sq > STRUCTURE_MIN_STD) & (zncc < 0)
+    wv, qv = wb[fit_on], qb[fit_on]
+    if wv.size >= MIN_PIXELS:  # (a plain least-squares gain/offset: this is a secondary test)
+        gain = float(np.cov(wv, qv)[0, 1] / max(float(wv.var()), 1.0))
+        gain = gain if 0.2 < gain < 5 else 1.0  # (inverted or flattened: not a copy's tones)
+        other &= np.abs(qb - (gain * (wb - wv.mean()) + qv.mean())) > STRUCTURE_GREY
+    if not other.any():
+        return other
+    # The query shifted by d has the window statistics of the query moved by d (away from the
+    # overlap's edge, which the core already keeps clear of): one blur per shift.
+    mw, mq = win.mean(wb), win.mean(qb)
+    r = STRUCTURE_REACH
+    pads = [np.pad(a, r, mode="edge") for a in (qb, mq, sq)]
+    h, w = qb.shape
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            if dx or dy:
+                qs, mqs, sqs = (p[r - dy : r - dy + h, r - dx : r - dx + w] for p in pads)
+                shifted = (win.mean(wb * qs) - mw * mqs) / (sw * sqs + 1.0)
+                other &= shifted < 0
+    return other
+
+
+def _densest(on: np.ndarray, side: int) -> float:
+    """The share of ``on`` pixels in the densest ``side`` x ``side`` square."""
+    density = cv2.boxFilter(
+        on.astype(np.float32), -1, (side, side), normalize=True, borderType=cv2.BORDER_CONSTANT
+    )
+    return float(density.max())
 
 
 def _judged(
@@ -163,42 +226,15 @@ def _judged(
         axis = 0 if band in ("top", "bottom") else 1  # collapse across the band: along the edge
         along = in_band.any(axis=axis)
         span = float((differ & in_band).any(axis=axis)[along].mean())
-    discount = band if span >= OVERLAY_SPAN else ""
+    # (a side band still stays out of the grey-level fit: whatever differs there must not
+    # bend it)
+    discount = band if span >= OVERLAY_SPAN and band in OVERLAY_EDGES else ""
     keep = core & ~clipped
     if discount:
         keep &= ~in_band
     n = max(int(keep.sum()), 1)
     # Clusters are counted with CLUSTER_REACH px of slack: a pixel or two of misregistration
     # lines the edges of a compact dark dot with differences; another symbol differs beyond.
-    counted = (keep & (envelope(wf, qb, CLUSTER_REACH) > CLUSTER_GREY)).astype(np.float32)
-    k = (CLUSTER_WINDOW, CLUSTER_WINDOW)
-    density = cv2.boxFilter(counted, -1, k, normalize=True, borderType=cv2.BORDER_CONSTANT)
+    counted = keep & (envelope(wf, qb, CLUSTER_REACH) > CLUSTER_GREY)
     diff = float((differ & keep).sum() / n)
-    return FineCheck(diff, discount, span, float(density.max()))
-
-
-def tone_mapped(w: np.ndarray, q: np.ndarray, fit_on: np.ndarray) -> np.ndarray:
-    """The work through the monotone tone curve that best maps it onto the query (medians of
-    the query per band of work grey levels, made non-decreasing). Brightness, contrast and
-    gamma changes clip colour channels one by one, which bends the grey levels in a way no
-    gain/offset follows; a monotone curve cannot, however, turn a white patch black where
-    the rest of the picture keeps its whites."""
-    wv, qv = w[fit_on], q[fit_on]
-    if wv.size < MIN_PIXELS:
-        return w
-    bins = np.clip((wv / (256.0 / TONE_BINS)).astype(np.int32), 0, TONE_BINS - 1)
-    centres, medians = [], []
-    for b in range(TONE_BINS):
-        sel = bins == b
-        if int(sel.sum()) >= TONE_MIN_PIXELS:
-            centres.append(float(np.median(wv[sel])))
-            medians.append(float(np.median(qv[sel])))
-    if len(centres) < 2:
-        return w
-    curve = np.maximum.accumulate(np.array(medians))
-    # A curve that flattens the work explains nothing: where a sibling's symbol sits, the
-    # query is mostly background, and the medians would map black to white.
-    lo, hi = np.percentile(qv, [5, 95])
-    if float(curve[-1] - curve[0]) < TONE_MIN_RANGE * float(hi - lo):
-        return w
-    return np.interp(w, np.array(centres), curve).astype(np.float32)
+    return FineCheck(diff, discount, span, _densest(counted, CLUSTER_WINDOW))

@@ -16,6 +16,7 @@ from contentmatch_match.index.image import (
     COLOUR_ADDED,
     COLOUR_ADDED_SHARE,
     DENSE_MAX_COLOUR_MOVED,
+    DENSE_MAX_COLOUR_REVERSED,
     DENSE_MIN_COLOUR,
     FINE_MAX_CLUSTER,
     FINE_MAX_DIFF,
@@ -79,6 +80,31 @@ def test_photo_copies_keep_their_differences_scattered(name):
     work = make_image(11, (480, 360))
     _, fine = dense_and_fine(work, transform(work, name, seed=4))
     assert fine is not None and fine.cluster <= FINE_MAX_CLUSTER, fine
+
+
+BADGE_BLUE = (30, 90, 230)
+
+
+@pytest.mark.parametrize("badge", ["cross", "ring", "dot"])
+@pytest.mark.parametrize("blue_first", [True, False])
+def test_a_badge_in_the_opposite_colour_is_refused(badge, blue_first):
+    """Queensland's blue cross where New South Wales has a red one: under 5 % of the coloured
+    pixels move (far below the recolour limit), but the badge's hue is turned round."""
+    red, blue = make_ensign(badge), make_ensign(badge, ink=BADGE_BLUE)
+    work, query = (blue, red) if blue_first else (red, blue)
+    dense, fine = dense_and_fine(work, query)
+    assert dense.colour_moved <= DENSE_MAX_COLOUR_MOVED
+    assert fine is not None and fine.diff <= FINE_MAX_DIFF  # the same grey levels, nearly
+    assert dense.colour_reversed > DENSE_MAX_COLOUR_REVERSED, dense
+    assert not _dense_accepts(dense)
+
+
+@pytest.mark.parametrize("name", WHOLE_PICTURE_TRANSFORMS)
+def test_copies_keep_their_hues(name):
+    work = make_ensign("cross", ink=BADGE_BLUE)
+    dense, _ = dense_and_fine(work, transform(work, name, seed=2))
+    assert not dense.colour_reversed > DENSE_MAX_COLOUR_REVERSED / 4, dense  # (NaN: grey)
+    assert _dense_accepts(dense)
 
 
 def test_one_stripe_in_another_colour_is_refused_pixel_by_pixel():

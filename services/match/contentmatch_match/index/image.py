@@ -182,6 +182,10 @@ DENSE_MIN_COLOUR_PDQ = 0.7
 # benchmark copy moves at most 20 % of its coloured pixels (a 15 % border's JPEG bleed);
 # Ireland on France moves 88 %, a lemon on a lime 31 %.
 DENSE_MAX_COLOUR_MOVED = 0.25
+# ... and hues turned round in one place (the densest 8 x 8 px window at 64 px): benchmark
+# copies at most 0.031 (both splits); australia_queensland's blue cross where
+# new_south_wales has its red one, 0.25.
+DENSE_MAX_COLOUR_REVERSED = 0.15
 # A copy of a grey work stays grey: query mean chroma above this on a work below MIN_CHROMA
 # (every benchmark copy of a grey work: <= 7.6; Savoie's red cross on Cornwall's black: 65).
 COLOUR_ADDED = 18.0
@@ -1197,6 +1201,8 @@ def _dense_accepts(d: DenseCheck, pdq_close: bool = False) -> bool:
         return False  # overlapping in part only, side by side: not a copy, crop or canvas
     if d.colour_moved > DENSE_MAX_COLOUR_MOVED:  # NaN (a grey side) does not refuse
         return False  # recoloured in part: another flag of the same layout, a lime for a lemon
+    if d.colour_reversed > DENSE_MAX_COLOUR_REVERSED:
+        return False  # a badge in the opposite colour, however small a share of the flag
     if d.work_chroma < MIN_CHROMA and (
         d.query_chroma > COLOUR_ADDED or d.query_coloured > COLOUR_ADDED_SHARE
     ):

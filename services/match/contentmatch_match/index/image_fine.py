@@ -52,6 +52,7 @@ from contentmatch_match.index.image_verify import (
     GaussianWindow,
     Thumb,
     after_ecc,
+    densest,
     edge_bands,
     envelope,
     envelope_residual,
@@ -166,7 +167,7 @@ def _compare(wb: np.ndarray, warped: np.ndarray, mask: np.ndarray, band: str) ->
     other = _other_structure(wb, qb, core, fit_on)
     if best.band:
         other &= ~in_band
-    return replace(best, structure=_densest(other, STRUCTURE_WINDOW))
+    return replace(best, structure=densest(other, STRUCTURE_WINDOW))
 
 
 def _other_structure(wb: np.ndarray, qb: np.ndarray, core: np.ndarray, fit_on: np.ndarray):
@@ -196,14 +197,6 @@ def _other_structure(wb: np.ndarray, qb: np.ndarray, core: np.ndarray, fit_on: n
                 shifted = (win.mean(wb * qs) - mw * mqs) / (sw * sqs + 1.0)
                 other &= shifted < 0
     return other
-
-
-def _densest(on: np.ndarray, side: int) -> float:
-    """The share of ``on`` pixels in the densest ``side`` x ``side`` square."""
-    density = cv2.boxFilter(
-        on.astype(np.float32), -1, (side, side), normalize=True, borderType=cv2.BORDER_CONSTANT
-    )
-    return float(density.max())
 
 
 def _judged(
@@ -237,4 +230,4 @@ def _judged(
     # lines the edges of a compact dark dot with differences; another symbol differs beyond.
     counted = keep & (envelope(wf, qb, CLUSTER_REACH) > CLUSTER_GREY)
     diff = float((differ & keep).sum() / n)
-    return FineCheck(diff, discount, span, _densest(counted, CLUSTER_WINDOW))
+    return FineCheck(diff, discount, span, densest(counted, CLUSTER_WINDOW))

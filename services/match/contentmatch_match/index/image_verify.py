@@ -23,7 +23,9 @@ through an identity alignment, RANSAC noise), and three things are measured on t
     the whole picture lets a local recolour through (Ireland's green where France has blue
     is a third of the flag), so ``colour_moved`` is measured per pixel too: the share of
     coloured pixels whose Cb/Cr move beyond one global saturation gain (contrast changes
-    scale saturation; nothing else moves colours in a copy). And the mean chroma of each side
+    scale saturation; nothing else moves colours in a copy), and ``colour_reversed``: how
+    densely hues are turned round in one place (a blue cross where the work has a red one,
+    too small a share of the flag to move the other two). And the mean chroma of each side
     (``work_chroma``, ``query_chroma``): a copy can lose its colours (grey conversion), not
     gain them.
 
@@ -61,6 +63,9 @@ DIFF_GREY = 48.0  # grey levels outside the neighbour envelope that make a pixel
 MIN_CHROMA = 6.0  # mean chroma magnitude below which an image counts as grey
 COLOURED = 12.0  # chroma magnitude (Cb/Cr levels) from which a pixel counts as coloured ...
 CHROMA_MOVED = 30.0  # ... and by how much its Cb/Cr may move beyond the global gain
+REVERSED_CHROMA = 30.0  # chroma magnitude on both sides from which a hue can be reversed ...
+REVERSED_COSINE = -0.3  # ... when the two Cb/Cr vectors point this far apart (> 107 degrees)
+REVERSED_WINDOW = 8  # work-thumbnail px: the square in which reversed pixels are counted
 CLIP_LOW, CLIP_HIGH = 6.0, 249.0  # grey levels at which a query pixel counts as clipped
 BAND = 0.3  # widest edge band (share of the side) that may be discounted as an overlay
 ECC_ITERS = 30
@@ -135,6 +140,9 @@ class DenseCheck:
     # Share of the compared pixels where the query is strongly coloured (CHROMA_MOVED), when
     # the work is grey: a small red object on a white page has a low mean
     query_coloured: float = math.nan
+    # Share of pixels whose hue is reversed (both sides coloured, Cb/Cr pointing apart) in the
+    # densest REVERSED_WINDOW square: a blue cross where the work has a red one
+    colour_reversed: float = math.nan
 
     def as_evidence(self) -> dict[str, object]:
         ev: dict[str, object] = {
@@ -149,6 +157,8 @@ class DenseCheck:
             ev["dense_colour"] = round(self.colour, 3)
         if not math.isnan(self.colour_moved):
             ev["dense_colour_moved"] = round(self.colour_moved, 3)
+        if not math.isnan(self.colour_reversed):
+            ev["dense_colour_reversed"] = round(self.colour_reversed, 3)
         if not math.isnan(self.smooth):
             ev["dense_smooth"] = round(self.smooth, 4)
         return ev
@@ -412,6 +422,7 @@ class _Colours:
     work: float = math.nan
     query: float = math.nan
     query_coloured: float = math.nan
+    reversed: float = math.nan
 
 
 def _colours(wc: np.ndarray, qc: np.ndarray, keep: np.ndarray, chroma_px: float) -> _Colours:
@@ -436,7 +447,13 @@ def _colours(wc: np.ndarray, qc: np.ndarray, keep: np.ndarray, chroma_px: float)
         return _Colours(work=na, query=nb)
     dot = float((a * b).sum())
     cosine = dot / (np.sqrt(float((a * a).sum()) * float((b * b).sum())) + 1e-6)
-    return _Colours(cosine, _colour_moved(wc, qc, keep, chroma_px), na, nb)
+    return _Colours(
+        cosine,
+        _colour_moved(wc, qc, keep, chroma_px),
+        na,
+        nb,
+        reversed=_colour_reversed(wc, qc, keep, chroma_px),
+    )
 
 
 def _inside(keep: np.ndarray, px: float) -> np.ndarray:
@@ -448,15 +465,43 @@ def _inside(keep: np.ndarray, px: float) -> np.ndarray:
     return eroded > 0
 
 
+def _as_coarse(wc: np.ndarray, chroma_px: float) -> np.ndarray:
+    """The work's chroma at the query's chroma resolution, when that is coarser."""
+    if chroma_px <= 2.0:
+        return wc
+    h, w = wc.shape[:2]
+    small = (max(1, round(w / chroma_px)), max(1, round(h / chroma_px)))
+    return cv2.resize(cv2.resize(wc, small, interpolation=cv2.INTER_AREA), (w, h))
+
+
+def _colour_reversed(wc: np.ndarray, qc: np.ndarray, keep: np.ndarray, chroma_px: float) -> float:
+    """Share of pixels whose hue is reversed (both sides coloured, Cb/Cr vectors pointing more
+    than ~107 degrees apart) in the densest ``REVERSED_WINDOW`` square, away from the
+    overlap's edge. No benign change turns a hue round; a sibling's badge in another colour
+    does, in one place (JPEG bleed and misregistration, at most 5 % of a window)."""
+    wc = _as_coarse(wc, chroma_px)
+    inner = _inside(keep, max(1.0, chroma_px))
+    mw, mq = np.linalg.norm(wc, axis=2), np.linalg.norm(qc, axis=2)
+    cosine = (wc * qc).sum(axis=2) / (mw * mq + 1e-6)
+    rev = inner & (mw > REVERSED_CHROMA) & (mq > REVERSED_CHROMA) & (cosine < REVERSED_COSINE)
+    return densest(rev, REVERSED_WINDOW)
+
+
+def densest(on: np.ndarray, side: int) -> float:
+    """The share of ``on`` pixels in the densest ``side`` x ``side`` square."""
+    density = cv2.boxFilter(
+        on.astype(np.float32), -1, (side, side), normalize=True, borderType=cv2.BORDER_CONSTANT
+    )
+    return float(density.max())
+
+
 def _colour_moved(wc: np.ndarray, qc: np.ndarray, keep: np.ndarray, chroma_px: float) -> float:
     """Share of the coloured pixels whose Cb/Cr moved beyond one global gain. A query shown
     small (a canvas, a centre crop) has coarse chroma in the work's frame: the work's is
     brought to the same resolution, and the pixels within one query chroma pixel of the
     overlap's edge, where the chroma mixes in what lies beyond, are left out."""
-    h, w = keep.shape
     if chroma_px > 2.0:
-        small = (max(1, round(w / chroma_px)), max(1, round(h / chroma_px)))
-        wc = cv2.resize(cv2.resize(wc, small, interpolation=cv2.INTER_AREA), (w, h))
+        wc = _as_coarse(wc, chroma_px)
         keep = _inside(keep, chroma_px)
     a, b = wc[keep], qc[keep]
     if len(a) < 8:
@@ -580,6 +625,7 @@ def _compare(wp: np.ndarray, warped: np.ndarray, mask: np.ndarray, chroma_px: fl
         work_chroma=c.work,
         query_chroma=c.query,
         query_coloured=c.query_coloured,
+        colour_reversed=c.reversed,
     )
 
 

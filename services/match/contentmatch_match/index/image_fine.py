@@ -170,7 +170,9 @@ def _compare(wb: np.ndarray, warped: np.ndarray, mask: np.ndarray, band: str) ->
     return replace(best, structure=densest(other, STRUCTURE_WINDOW))
 
 
-def _other_structure(wb: np.ndarray, qb: np.ndarray, core: np.ndarray, fit_on: np.ndarray):
+def _other_structure(
+    wb: np.ndarray, qb: np.ndarray, core: np.ndarray, fit_on: np.ndarray
+) -> np.ndarray:
     """Pixels where both sides are textured and their local structure disagrees (negative
     correlation at every shift within ``STRUCTURE_REACH``) by more than ``STRUCTURE_GREY``
     beyond a global gain/offset: a symbol where the work has another."""

@@ -422,7 +422,7 @@ class _Colours:
     work: float = math.nan
     query: float = math.nan
     query_coloured: float = math.nan
-    reversed: float = math.nan
+    reversed_hue: float = math.nan
 
 
 def _colours(wc: np.ndarray, qc: np.ndarray, keep: np.ndarray, chroma_px: float) -> _Colours:
@@ -452,7 +452,7 @@ def _colours(wc: np.ndarray, qc: np.ndarray, keep: np.ndarray, chroma_px: float)
         _colour_moved(wc, qc, keep, chroma_px),
         na,
         nb,
-        reversed=_colour_reversed(wc, qc, keep, chroma_px),
+        reversed_hue=_colour_reversed(wc, qc, keep, chroma_px),
     )
 
 
@@ -478,7 +478,7 @@ def _colour_reversed(wc: np.ndarray, qc: np.ndarray, keep: np.ndarray, chroma_px
     """Share of pixels whose hue is reversed (both sides coloured, Cb/Cr vectors pointing more
     than ~107 degrees apart) in the densest ``REVERSED_WINDOW`` square, away from the
     overlap's edge. No benign change turns a hue round; a sibling's badge in another colour
-    does, in one place (JPEG bleed and misregistration, at most 5 % of a window)."""
+    does, in one place (JPEG bleed and misregistration: at most 3 % of a window)."""
     wc = _as_coarse(wc, chroma_px)
     inner = _inside(keep, max(1.0, chroma_px))
     mw, mq = np.linalg.norm(wc, axis=2), np.linalg.norm(qc, axis=2)
@@ -625,7 +625,7 @@ def _compare(wp: np.ndarray, warped: np.ndarray, mask: np.ndarray, chroma_px: fl
         work_chroma=c.work,
         query_chroma=c.query,
         query_coloured=c.query_coloured,
-        colour_reversed=c.reversed,
+        colour_reversed=c.reversed_hue,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -162,6 +163,22 @@ def test_idempotency_key_replays_and_refuses_reuse(tenants: Tenants) -> None:
     stranger = to_bytes(make_image(4100), "PNG")
     up1 = tenants.tube.submit_upload(stranger, "u.png", idempotency_key="contract-u")
     assert tenants.tube.submit_upload(stranger, "u.png", idempotency_key="contract-u") == up1
+
+
+def test_concurrent_first_requests_with_one_key_make_one_work(tenants: Tenants) -> None:
+    """A client retrying while its first request is still in flight: no second work."""
+    png = to_bytes(make_image(4302), "PNG")
+    meta = {**META, "title": "Sent four times at once"}
+    with ThreadPoolExecutor(4) as pool:
+        ids = list(
+            pool.map(
+                lambda _: tenants.label.register_work(png, "p.png", meta, idempotency_key="race-1"),
+                range(4),
+            )
+        )
+    assert len(set(ids)) == 1, ids
+    assert tenants.label.wait_work(ids[0])["status"] == "indexed"
+    assert tenants.label.register_work(png, "p.png", meta, idempotency_key="race-1") == ids[0]
 
 
 def test_undecodable_media_ends_failed_with_a_reason(tenants: Tenants) -> None:

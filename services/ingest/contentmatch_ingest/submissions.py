@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
 from contentmatch_ingest.records import RecordStore
-from contentmatch_shared.events import ObjectRef
+from contentmatch_shared.events import ObjectRef, new_id
 from contentmatch_shared.http import ApiError
 from contentmatch_shared.media import SNIFF_BYTES, Sniffed, sniff
 from contentmatch_shared.storage import HashingReader, ObjectStore, ObjectTooLarge
@@ -101,6 +101,14 @@ class IdempotencyGuard:
 
     "The same request" is judged on the metadata and filename, known before the file is stored,
     so a replay never stores the bytes twice.
+
+    Two requests with the same key can also arrive together (a client retrying on a timeout
+    while the first is still streaming), or the first can die between storing and
+    remembering its response. Neither must create a second work: the id is derived from the
+    key (``new_id``), so both write the same records and publish the same event, which every
+    consumer handles idempotently. S3 has no portable conditional write to claim a key with.
+    Their media keys carry the request's hash, so that a key misused concurrently for two
+    different files still leaves each record pointing at its own bytes.
     """
 
     records: RecordStore
@@ -124,6 +132,14 @@ class IdempotencyGuard:
         body = {"metadata": metadata.model_dump(mode="json"), "filename": form.file.filename}
         request_hash = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
         return cls(records, tenant, digest, request_hash)
+
+    def new_id(self, prefix: str) -> str:
+        """A fresh id, or with a key the id derived from it (same tenant, route and key: same
+        id, as long and as random-looking as ``new_id``'s)."""
+        return f"{prefix}_{self.digest[:32]}" if self.digest else new_id(prefix)
+
+    def media_key(self, base: str) -> str:
+        return f"{base}-{self.request_hash[:16]}" if self.digest else base
 
     async def replay(self, response: Response) -> dict[str, Any] | None:
         if not self.digest:

@@ -21,7 +21,6 @@ from contentmatch_shared.events import (
     MediaType,
     UploadMetadata,
     UploadSubmitted,
-    new_id,
     utcnow,
 )
 from contentmatch_shared.http import ApiError
@@ -73,8 +72,10 @@ async def submit_upload(request: Request, response: Response, api_key: CurrentKe
     if (prior := await guard.replay(response)) is not None:
         return prior
 
-    upload_id = new_id("upl")
-    sniffed, ref = await store_media(request, form, f"uploads/{api_key.tenant}/{upload_id}")
+    upload_id = guard.new_id("upl")
+    sniffed, ref = await store_media(
+        request, form, guard.media_key(f"uploads/{api_key.tenant}/{upload_id}")
+    )
     event = UploadSubmitted(
         upload_id=upload_id,
         tenant=api_key.tenant,

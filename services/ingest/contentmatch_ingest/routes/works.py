@@ -22,7 +22,6 @@ from contentmatch_shared.events import (
     WorkKind,
     WorkMetadata,
     WorkSubmitted,
-    new_id,
     utcnow,
 )
 from contentmatch_shared.http import ApiError
@@ -70,8 +69,8 @@ async def register_work(request: Request, response: Response, api_key: CurrentKe
     if (prior := await guard.replay(response)) is not None:
         return prior
 
-    work_id = new_id("wrk")
-    sniffed, ref = await store_media(request, form, f"works/{work_id}")
+    work_id = guard.new_id("wrk")
+    sniffed, ref = await store_media(request, form, guard.media_key(f"works/{work_id}"))
     event = WorkSubmitted(
         work_id=work_id,
         tenant=api_key.tenant,

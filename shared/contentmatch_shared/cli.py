@@ -1,4 +1,5 @@
-"""The ``contentmatch`` command: run a service, verify a report, publish uploads directly."""
+"""The ``contentmatch`` command: run a service, verify a report, publish uploads directly,
+re-fingerprint registered works."""
 
 from __future__ import annotations
 
@@ -76,6 +77,17 @@ def _publish_upload(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refingerprint(args: argparse.Namespace) -> int:
+    from contentmatch_shared.refingerprint import refingerprint
+
+    ids = refingerprint(tenant=args.tenant, dry_run=args.dry_run)
+    for work_id in ids:
+        print(work_id)
+    verb = "would be re-fingerprinted" if args.dry_run else "republished for re-fingerprinting"
+    print(f"{len(ids)} works {verb}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="contentmatch")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -102,6 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     publish.add_argument("--tenant", required=True)
     publish.add_argument("--external-id", default=None)
     publish.set_defaults(func=_publish_upload)
+
+    again = sub.add_parser(
+        "refingerprint-works",
+        help="republish registered works so that the current signals fingerprint them again",
+    )
+    again.add_argument("--tenant", default=None, help="only this tenant's works")
+    again.add_argument("--dry-run", action="store_true", help="list the works, publish nothing")
+    again.set_defaults(func=_refingerprint)
 
     args = parser.parse_args(argv)
     return int(args.func(args))

@@ -36,17 +36,20 @@ async def submitted_works(
     order, without the failed ones; only ``tenant``'s when given."""
     bucket = store.settings.bucket_state
     after: str | None = None
+    failed = ""  # the last work seen with a failed fact: "failed" lists before "submitted"
     while True:
         keys = await store.list_keys(bucket, "works/", start_after=after, limit=PAGE)
         if not keys:
             return
         after = keys[-1]
         for key in keys:
-            if not key.endswith("/submitted.json"):
+            work_prefix, _, fact = key.rpartition("/")
+            if fact == "failed.json":
+                failed = work_prefix
+            if fact != "submitted.json" or work_prefix == failed:
                 continue
-            prefix = key[: -len("submitted.json")]
             value = await store.get_json(bucket, key)
-            if value is None or await store.exists(bucket, prefix + "failed.json"):
+            if value is None:
                 continue
             work = WorkSubmitted.model_validate(value)
             if tenant is None or work.tenant == tenant:

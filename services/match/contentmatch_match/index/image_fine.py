@@ -48,6 +48,7 @@ from contentmatch_match.index.image_verify import (
     CLIP_HIGH,
     CLIP_LOW,
     DIFF_GREY,
+    GAIN_RANGE,
     DenseCheck,
     GaussianWindow,
     Thumb,
@@ -182,7 +183,7 @@ def _other_structure(
     wv, qv = wb[fit_on], qb[fit_on]
     if wv.size >= MIN_PIXELS:  # (a plain least-squares gain/offset: this is a secondary test)
         gain = float(np.cov(wv, qv)[0, 1] / max(float(wv.var()), 1.0))
-        gain = gain if 0.2 < gain < 5 else 1.0  # (inverted or flattened: not a copy's tones)
+        gain = gain if GAIN_RANGE[0] < gain < GAIN_RANGE[1] else 1.0
         other &= np.abs(qb - (gain * (wb - wv.mean()) + qv.mean())) > STRUCTURE_GREY
     if not other.any():
         return other

@@ -67,6 +67,8 @@ REVERSED_CHROMA = 30.0  # chroma magnitude on both sides from which a hue can be
 REVERSED_COSINE = -0.3  # ... when the two Cb/Cr vectors point this far apart (> 107 degrees)
 REVERSED_WINDOW = 8  # work-thumbnail px: the square in which reversed pixels are counted
 CLIP_LOW, CLIP_HIGH = 6.0, 249.0  # grey levels at which a query pixel counts as clipped
+# Gains a brightness/contrast change can have: beyond, the grey levels were inverted or flattened
+GAIN_RANGE = (0.2, 5.0)
 BAND = 0.3  # widest edge band (share of the side) that may be discounted as an overlay
 ECC_ITERS = 30
 DETAIL_SIGMA = 1.0  # blur (work-thumbnail px) before flat pictures' detail is compared (JPEG)
@@ -380,7 +382,7 @@ def envelope_residual(
         b = float(qs.mean() - a * ws.mean())
         r = np.abs(qv - (a * wv + b))
         sel = r <= np.percentile(r, 70)
-    if not (0.2 < a < 5):  # inverted or flattened: no brightness/contrast change explains it
+    if not (GAIN_RANGE[0] < a < GAIN_RANGE[1]):  # no brightness/contrast change explains it
         a, b = 1.0, float(np.median(qv - wv))
     wf = (a * w + b).astype(np.float32)
     return envelope(wf, q), wf
@@ -447,12 +449,13 @@ def _colours(wc: np.ndarray, qc: np.ndarray, keep: np.ndarray, chroma_px: float)
         return _Colours(work=na, query=nb)
     dot = float((a * b).sum())
     cosine = dot / (np.sqrt(float((a * a).sum()) * float((b * b).sum())) + 1e-6)
+    coarse = _as_coarse(wc, chroma_px)  # (the work's chroma as coarse as the query's)
     return _Colours(
         cosine,
-        _colour_moved(wc, qc, keep, chroma_px),
+        _colour_moved(coarse, qc, keep, chroma_px),
         na,
         nb,
-        reversed_hue=_colour_reversed(wc, qc, keep, chroma_px),
+        reversed_hue=_colour_reversed(coarse, qc, keep, chroma_px),
     )
 
 
@@ -477,9 +480,9 @@ def _as_coarse(wc: np.ndarray, chroma_px: float) -> np.ndarray:
 def _colour_reversed(wc: np.ndarray, qc: np.ndarray, keep: np.ndarray, chroma_px: float) -> float:
     """Share of pixels whose hue is reversed (both sides coloured, Cb/Cr vectors pointing more
     than ~107 degrees apart) in the densest ``REVERSED_WINDOW`` square, away from the
-    overlap's edge. No benign change turns a hue round; a sibling's badge in another colour
-    does, in one place (JPEG bleed and misregistration: at most 3 % of a window)."""
-    wc = _as_coarse(wc, chroma_px)
+    overlap's edge; ``wc`` is the work's chroma through ``_as_coarse``. No benign change turns
+    a hue round; a sibling's badge in another colour does, in one place (JPEG bleed and
+    misregistration: at most 3 % of a window)."""
     inner = _inside(keep, max(1.0, chroma_px))
     mw, mq = np.linalg.norm(wc, axis=2), np.linalg.norm(qc, axis=2)
     cosine = (wc * qc).sum(axis=2) / (mw * mq + 1e-6)
@@ -497,11 +500,10 @@ def densest(on: np.ndarray, side: int) -> float:
 
 def _colour_moved(wc: np.ndarray, qc: np.ndarray, keep: np.ndarray, chroma_px: float) -> float:
     """Share of the coloured pixels whose Cb/Cr moved beyond one global gain. A query shown
-    small (a canvas, a centre crop) has coarse chroma in the work's frame: the work's is
-    brought to the same resolution, and the pixels within one query chroma pixel of the
-    overlap's edge, where the chroma mixes in what lies beyond, are left out."""
+    small (a canvas, a centre crop) has coarse chroma in the work's frame: ``wc`` is the work's
+    brought to the same resolution (``_as_coarse``), and the pixels within one query chroma
+    pixel of the overlap's edge, where the chroma mixes in what lies beyond, are left out."""
     if chroma_px > 2.0:
-        wc = _as_coarse(wc, chroma_px)
         keep = _inside(keep, chroma_px)
     a, b = wc[keep], qc[keep]
     if len(a) < 8:

@@ -109,8 +109,8 @@ class MatchSegment(BaseModel):
     ref_end: float
 
 
-class Match(BaseModel):
-    """The contract's ``Match``, plus the evidence behind it."""
+class MatchPublic(BaseModel):
+    """The contract's ``Match``, plus the evidence behind it: what platforms may see."""
 
     work_id: str
     kind: WorkKind
@@ -126,6 +126,12 @@ class Match(BaseModel):
     identifiers: dict[str, str] = Field(default_factory=dict)
     territories: list[str] = Field(default_factory=list)
     ai_system: AISystem | None = None
+
+
+class Match(MatchPublic):
+    """A match as it flows between the services: the public match, plus where the work's
+    original is stored (for the report's thumbnails; never shown to platforms)."""
+
     work_object: ObjectRef | None = None
 
 

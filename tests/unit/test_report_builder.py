@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 from contentmatch_report.builder import (
@@ -59,8 +60,9 @@ def test_one_report_per_matched_work_linked_to_each_other() -> None:
     assert [r["kind"] for r in reports] == ["enforcement", "attribution"]
     assert [r["report_id"] for r in reports[0]["related_reports"]] == [ids[1]]
     assert [r["report_id"] for r in reports[1]["related_reports"]] == [ids[0]]
-    assert reports[0]["related_reports"][0]["kind"] == "attribution"
-    assert reports[1]["related_reports"][0]["work_title"] == "Title w1"
+    # By id and kind only: the other work may be another tenant's, and every reader sees this.
+    assert reports[0]["related_reports"] == [{"report_id": ids[1], "kind": "attribution"}]
+    assert reports[1]["related_reports"] == [{"report_id": ids[0], "kind": "enforcement"}]
     assert reports[1]["attribution"] == {
         "label": "AI-generated",
         "ai_system": {"provider": "Acme", "model": "gen-1", "version": "2"},
@@ -103,8 +105,8 @@ def test_evidence_names_distances_regions_and_pictures() -> None:
             "region": {"x": 0.1, "y": 0, "w": 0.5, "h": 0.5},
         },
     )
-    picture = {"name": "work.jpg", "role": "work_thumbnail", "key": "reports/r/work.jpg",
-               "content_type": "image/jpeg", "size": 3, "sha256": "ab"}  # fmt: skip
+    picture = {"name": "work.jpg", "role": "work_thumbnail", "content_type": "image/jpeg",
+               "size": 3, "sha256": "ab"}  # fmt: skip
     attachments = {"w1": EvidenceAttachments(references=[picture], missing=["upload: gone"])}
     now = datetime.now(UTC)
     (report,) = build_reports(_result(image), {report_id_for("upl_1", "w1"): now}, attachments)
@@ -124,3 +126,14 @@ def test_cursor_round_trip_and_time_keys_sort() -> None:
     early = ts_key(datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC))
     late = ts_key(datetime(2026, 1, 2, 3, 4, 5, 7, tzinfo=UTC))
     assert early < late and len(early) == len(late)
+
+
+def test_a_report_names_no_other_work_of_the_upload() -> None:
+    mine = _match("wrk_mine", title="Mine", tenant="label")
+    theirs = _match("wrk_theirs", title="Secret Rival Title", tenant="rival-co")
+    now = datetime.now(UTC)
+    ids = [report_id_for("upl_1", "wrk_mine"), report_id_for("upl_1", "wrk_theirs")]
+    report = build_reports(_result(mine, theirs), {i: now for i in ids})[0]
+    text = json.dumps(report)
+    for secret in ("wrk_theirs", "Secret Rival Title", "rival-co"):
+        assert secret not in text

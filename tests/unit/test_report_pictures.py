@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 
 import numpy as np
@@ -15,7 +16,7 @@ from contentmatch_report.thumbnails import (
     make_thumbnail,
     normalised_region,
 )
-from contentmatch_report.timeline import PALETTE, TimelineRow, draw_timeline, timecode
+from contentmatch_report.timeline import LABEL_PX, PALETTE, TimelineRow, draw_timeline, timecode
 from tests.fixtures.images import make_image, to_bytes
 
 
@@ -113,3 +114,34 @@ def test_timeline_draws_a_bar_per_segment_at_its_time() -> None:
 def test_timeline_axis_stretches_to_segments_past_the_duration() -> None:
     img = _open(draw_timeline(0.0, [TimelineRow("X", [(0.0, 12.0)])]))
     assert img.width == 960
+
+
+def test_an_audio_reports_timeline_draws_only_its_own_work() -> None:
+    from datetime import UTC, datetime
+
+    from contentmatch_report.evidence_pictures import EvidencePictureMaker
+    from contentmatch_report.timeline import AXIS_PX, MARGIN_PX, ROW_PX
+    from contentmatch_shared.events import Match, ObjectRef, UploadMatched, UploadMetadata
+
+    def match(work_id: str, start: float, end: float) -> Match:
+        return Match.model_validate({
+            "work_id": work_id, "kind": "work", "title": f"T {work_id}", "tenant": work_id,
+            "score": 0.9, "policy": "block", "media_type": "audio", "signal": "chromaprint",
+            "segments": [{"query_start": start, "query_end": end, "ref_start": 0,
+                          "ref_end": end - start}],
+        })  # fmt: skip
+
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    result = UploadMatched(
+        upload_id="upl_1", tenant="tube", media_type="audio",
+        object=ObjectRef(bucket="b", key="k"), metadata=UploadMetadata(),
+        matches=[match("w1", 0, 20), match("w2", 20, 40)],
+        submitted_at=now, matched_at=now, duration_s=40.0,
+    )  # fmt: skip
+    made = asyncio.run(EvidencePictureMaker(None).for_result(result))  # type: ignore[arg-type]
+    for work_id, start in (("w1", 0), ("w2", 20)):
+        (picture,) = made[work_id].pictures
+        img = _open(picture.data)
+        assert img.height == MARGIN_PX * 2 + ROW_PX + AXIS_PX  # one row: this report's work
+        x_of = round(LABEL_PX + (img.width - MARGIN_PX - LABEL_PX) * (start + 10) / 40)
+        assert img.getpixel((x_of, MARGIN_PX + ROW_PX // 2)) == PALETTE[0]

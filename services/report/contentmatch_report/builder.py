@@ -3,7 +3,9 @@
 A match with a registered work gives an **enforcement** report (the work's policy, and what it
 means for the upload's territory); a match with a registered AI output gives an **attribution**
 report (label the upload AI-generated, name the system and who registered it). Reports about the
-same upload name each other in ``related_reports``.
+same upload name each other in ``related_reports``, by id and kind only: the signed report is
+served to every reader of it (the upload's platform, the work's tenant, operators), and the other
+works may belong to other tenants. Readers resolve the related reports they may read at serve time.
 """
 
 from __future__ import annotations
@@ -193,12 +195,7 @@ def build_reports(
             "decision": decision_for(match, result.metadata.territory),
             "evidence": evidence_for(match, (attachments or {}).get(match.work_id)),
             "related_reports": [
-                {
-                    "report_id": other_id,
-                    "kind": kind_of(other),
-                    "work_id": other.work_id,
-                    "work_title": other.title,
-                }
+                {"report_id": other_id, "kind": kind_of(other)}
                 for other, other_id in zip(result.matches, ids, strict=True)
                 if other_id != report_id
             ],

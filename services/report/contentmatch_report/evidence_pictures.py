@@ -3,7 +3,8 @@
 - image uploads: a thumbnail of the upload and one of the matched work, side by side in the page;
   the matched region (``evidence["region"]`` in the work, ``evidence["query_region"]`` in the
   upload; ``{x, y, w, h}`` normalised to 0..1) is outlined when the matcher found one;
-- audio uploads: a timeline of the upload with a bar per matched segment of every matched work.
+- audio uploads: a timeline of the upload with a bar per matched segment of the report's work
+  (only that work: the upload's other matches may be other tenants' works).
 
 Pictures are stored beside the report (``reports/<report_id>/<name>``) and named in its evidence
 with their sha256, so the signature covers them. A picture that cannot be made (media deleted,
@@ -36,12 +37,12 @@ class Picture:
     content_type: str
     data: bytes
 
-    def reference(self, key: str) -> dict[str, object]:
-        """What the signed report says about the picture."""
+    def reference(self) -> dict[str, object]:
+        """What the signed report says about the picture (no storage key: readers fetch it by
+        name from ``/v1/reports/{id}/assets/{name}``)."""
         return {
             "name": self.name,
             "role": self.role,
-            "key": key,
             "content_type": self.content_type,
             "size": len(self.data),
             "sha256": hashlib.sha256(self.data).hexdigest(),
@@ -121,7 +122,7 @@ class EvidencePictureMaker:
         duration = result.duration_s  # measured by fingerprint when it decoded the upload
         out: dict[str, ReportPictures] = {}
         for match in result.matches:
-            rows = [timeline_row(m, highlighted=m.work_id == match.work_id) for m in result.matches]
+            rows = [timeline_row(match, highlighted=True)]
             png = await asyncio.to_thread(draw_timeline, duration or 0.0, rows)
             out[match.work_id] = ReportPictures(
                 pictures=[Picture("timeline.png", "audio_timeline", "image/png", png)],

@@ -110,9 +110,13 @@ def check_report(
 
 
 def render_report(
-    report: dict[str, Any], signer: ReportSigner, pictures: dict[str, bytes | None]
+    report: dict[str, Any],
+    signer: ReportSigner,
+    pictures: dict[str, bytes | None],
+    related: list[dict[str, Any]] | None = None,
 ) -> str:
-    """The page; ``pictures`` maps the names in ``evidence.pictures`` to their stored bytes."""
+    """The page; ``pictures`` maps the names in ``evidence.pictures`` to their stored bytes,
+    ``related`` holds the summaries of the related reports the reader may read."""
     status = check_report(report, signer.public_key_info()["public_key"], pictures)
     decision = report.get("decision", {})
     action = decision.get("action", "")
@@ -122,6 +126,7 @@ def render_report(
         action_meaning=decision.get("meaning") or ACTION_MEANINGS.get(action, ""),
         status=status,
         pictures={p.role: p for p in status.pictures},
+        related=related or [],
         raw_json=json.dumps(report, indent=2, ensure_ascii=False),
         distance_meanings=DISTANCE_KEYS,
         agreement_meanings=AGREEMENT_KEYS,

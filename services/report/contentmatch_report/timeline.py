@@ -1,9 +1,9 @@
 """A picture of an audio upload's time axis: which parts matched which registered work.
 
-One row per matched work, a coloured bar per matched segment (``query_start..query_end``), a time
-axis in mm:ss underneath. The work the report is about is drawn in full colour and marked; the
-other works matched in the same upload are drawn paler, so each report's picture shows the whole
-upload and still says which row is this report's.
+One row per work given, a coloured bar per matched segment (``query_start..query_end``), a time
+axis in mm:ss underneath; a highlighted row is marked and in full colour, others paler. Reports
+draw only their own work's row: a report is read by its work's tenant, who may not see the
+upload's other matches.
 
 Pure Pillow, deterministic for the same input (same bytes, same sha256 in the signed report).
 """

@@ -47,10 +47,10 @@ class ReportWriter:
             report_id = report_id_for(result.upload_id, work_id)
             references = []
             for picture in made.pictures:
-                key = await self._reports.put_asset(
+                await self._reports.put_asset(
                     report_id, picture.name, picture.data, picture.content_type
                 )
-                references.append(picture.reference(key))
+                references.append(picture.reference())
             attachments[work_id] = EvidenceAttachments(
                 references=references,
                 missing=made.missing,

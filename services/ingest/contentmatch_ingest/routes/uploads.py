@@ -17,7 +17,7 @@ from contentmatch_ingest.submissions import (
 from contentmatch_shared import metrics
 from contentmatch_shared.auth import CurrentKey, require_role
 from contentmatch_shared.events import (
-    Match,
+    MatchPublic,
     MediaType,
     UploadMetadata,
     UploadSubmitted,
@@ -47,7 +47,7 @@ class UploadPublic(BaseModel):
     upload_id: str
     status: UploadStatus
     media_type: MediaType | None
-    matches: list[Match]
+    matches: list[MatchPublic]  # never the work's storage location
     report_id: str | None
     reports: list[ReportRef]
     tenant: str
@@ -103,7 +103,7 @@ async def get_upload(upload_id: str, request: Request, api_key: CurrentKey) -> U
         raise ApiError(404, "not_found", f"no upload {upload_id}")
     event = UploadSubmitted.model_validate(submitted)
     failed, matched = facts["failed"], facts["matched"]
-    matches = [Match.model_validate(m) for m in (matched or {}).get("matches", [])]
+    matches = [MatchPublic.model_validate(m) for m in (matched or {}).get("matches", [])]
     refs = await records.report_refs(upload_id) if matches else []
     # Enforcement before attribution, then in match order: report_id names the first.
     order = {m.work_id: i for i, m in enumerate(matches)}

@@ -2,7 +2,8 @@
 
 Who sees what: operators everything; rightsholder and enforcement keys the reports about their
 tenant's works; platform keys the reports about their own uploads. Anything else is a 404, so a
-key cannot even learn that another tenant's report exists.
+key cannot even learn that another tenant's report exists. A report names its related reports by
+id and kind only; which of them a reader may see (and their works) is resolved per reader here.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from contentmatch_report.builder import summary_of
 from contentmatch_report.html import render_report
 from contentmatch_report.signing import ReportSigner
 from contentmatch_report.store import ReportStore, SummaryFilter
@@ -98,6 +100,20 @@ async def _readable_report(
     return data, report
 
 
+async def _readable_related(
+    request: Request, api_key: ApiKey, report: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Summaries of the report's related reports that this key may read, in the report's order."""
+    reports: ReportStore = request.app.state.reports
+    ids = [
+        ref["report_id"]
+        for ref in report.get("related_reports", [])
+        if isinstance(ref, dict) and str(ref.get("report_id", "")).startswith("rep_")
+    ]
+    found = await asyncio.gather(*(reports.get(i) for i in ids))
+    return [summary_of(other) for other in found if other and may_read(api_key, other)]
+
+
 @router.get("", operation_id="list_reports")
 async def list_reports(
     request: Request,
@@ -152,10 +168,20 @@ async def get_report(
         names = [ref["name"] for ref in report.get("evidence", {}).get("pictures", [])]
         blobs = await asyncio.gather(*(reports.get_asset(report_id, n) for n in names))
         pictures = dict(zip(names, blobs, strict=True))
-        page = render_report(report, signer, pictures)
+        related = await _readable_related(request, api_key, report)
+        page = render_report(report, signer, pictures, related)
         return HTMLResponse(page, headers={"Content-Security-Policy": _PAGE_POLICY})
     # The stored bytes, unchanged: what was signed is what is served.
     return Response(content=data, media_type="application/json")
+
+
+@router.get("/{report_id}/related", operation_id="get_related_reports")
+async def get_related_reports(
+    report_id: str, request: Request, api_key: CurrentKey
+) -> dict[str, list[dict[str, Any]]]:
+    """The other reports about the same upload that this key may read, as listing summaries."""
+    _, report = await _readable_report(request, api_key, report_id)
+    return {"related_reports": await _readable_related(request, api_key, report)}
 
 
 # The page is self-contained (pictures inlined as data: URIs, styles inline): nothing else loads.

@@ -121,11 +121,14 @@ def install_common(
     service: str,
     ready: ReadyCheck,
     broken: Callable[[], str | None] = lambda: None,
+    consumers: Callable[[], dict[str, str]] = dict,
 ) -> None:
     """Error handlers, RED metrics and the three unauthenticated endpoints every service has.
 
-    ``/healthz`` fails only when the process is broken (a consumer died), never while a
+    ``/healthz`` fails only when the process is broken (a consumer crashed), never while a
     dependency or the index is still warming up: a cold start must not be killed by its probe.
+    A consumer stopped at its dead-letter limit leaves both probes green (the HTTP API still
+    serves); their bodies list each consumer's state under ``consumers``.
     """
 
     @app.exception_handler(ApiError)
@@ -156,7 +159,7 @@ def install_common(
     async def healthz() -> JSONResponse:
         if reason := broken():
             return error_response(503, "broken", reason)
-        return JSONResponse({"status": "ok", "service": service})
+        return JSONResponse({"status": "ok", "service": service, "consumers": consumers()})
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
@@ -166,7 +169,7 @@ def install_common(
             reason = f"readiness check failed: {exc}"
         if reason:
             return error_response(503, "not_ready", reason)
-        return JSONResponse({"status": "ready", "service": service})
+        return JSONResponse({"status": "ready", "service": service, "consumers": consumers()})
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics_endpoint() -> Response:

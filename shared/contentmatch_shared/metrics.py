@@ -30,13 +30,18 @@ CONSUMER_RECORDS_PROCESSED = Counter(
 )
 CONSUMER_RECORDS_FAILED = Counter(
     "cm_consumer_records_failed_total",
-    "Handler attempts that raised (retried or dead-lettered).",
+    "Handler attempts that raised, by failure class: transient, poison or unknown.",
     ["consumer", "topic", "reason"],
 )
 CONSUMER_RECORDS_DEAD_LETTERED = Counter(
     "cm_consumer_records_dead_lettered_total",
     "Records sent to the dead-letter topic.",
     ["consumer", "topic"],
+)
+CONSUMER_STOPPED = Gauge(
+    "cm_consumer_stopped",
+    "1 when the consumer stopped at its dead-letter limit (the service's HTTP API stays up).",
+    ["consumer"],
 )
 CONSUMER_PROCESSING_SECONDS = Histogram(
     "cm_consumer_processing_seconds",

@@ -61,6 +61,7 @@ class ServiceRuntime:
             topics=topics,
             handler=handler,
             producer=self.producer,
+            dependency_problem=self.dependency_problem,
         )
         await runner.start()
         self.runners.append(runner)
@@ -74,22 +75,37 @@ class ServiceRuntime:
         return task
 
     def broken(self) -> str | None:
-        """Why the process is broken (a consumer or background task died), or None."""
+        """Why the process is broken (a consumer or background task crashed), or None.
+
+        A consumer stopped at its dead-letter limit is not broken: restarting the process would
+        only dead-letter the next records too. It shows in :meth:`consumers` and alerts instead.
+        """
         for task in [*self._tasks, *self._background]:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 return f"{task.get_name()} stopped: {task.exception()!r}"
         return None
 
-    async def ready(self) -> str | None:
-        if reason := self.broken():
-            return reason
+    def consumers(self) -> dict[str, str]:
+        """Each consumer group's state (``running``, or ``stopped: <why>``) for ``/readyz``."""
+        return {
+            r.group: f"stopped: {r.stopped}" if r.stopped is not None else "running"
+            for r in self.runners
+        }
+
+    async def dependency_problem(self) -> str | None:
+        """Why S3 or Kafka is unusable right now, or None."""
         try:
-            await self.store.ping()
+            await asyncio.wait_for(self.store.ping(), timeout=10.0)
         except Exception as exc:
-            return f"S3 unreachable: {exc}"
+            return f"S3 unreachable: {exc!r}"
         if not await self._kafka_reachable():
             return f"Kafka unreachable at {self.settings.kafka_bootstrap}"
         return None
+
+    async def ready(self) -> str | None:
+        if reason := self.broken():
+            return reason
+        return await self.dependency_problem()
 
     async def _kafka_reachable(self, timeout_s: float = 2.0) -> bool:
         """A TCP connection to any bootstrap server: cheap, and independent of cached metadata."""

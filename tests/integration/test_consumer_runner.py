@@ -7,9 +7,18 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaConnectionError
+from prometheus_client import REGISTRY
+from urllib3.exceptions import MaxRetryError
 
-from contentmatch_shared.events import Envelope, ObjectRef, UploadSubmitted
+from contentmatch_shared.events import (
+    Envelope,
+    ObjectRef,
+    UploadSubmitted,
+    encode_event,
+    make_envelope,
+)
 from contentmatch_shared.kafka.producer import EventProducer
 from contentmatch_shared.kafka.runner import ConsumerRunner, DeadLetterLimitExceeded
 from contentmatch_shared.settings import Settings
@@ -37,7 +46,14 @@ async def _until(predicate: Callable[[], bool], timeout_s: float = 30) -> None:
 class Run:
     """A runner in a background task, stopped the way SIGTERM stops a service."""
 
-    def __init__(self, settings: Settings, producer: EventProducer, handler: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        producer: EventProducer,
+        handler: Any,
+        dependency_problem: Callable[[], Awaitable[str | None]] | None = None,
+    ) -> None:
+        extra = {"dependency_problem": dependency_problem} if dependency_problem else {}
         self.runner = ConsumerRunner(
             settings,
             service="test",
@@ -45,6 +61,7 @@ class Run:
             topics=[UPLOADS_SUBMITTED],
             handler=handler,
             producer=producer,
+            **extra,
         )
         self.task: asyncio.Task[None] | None = None
 
@@ -67,7 +84,9 @@ async def producer(isolated: Settings):
     await p.stop()
 
 
-async def _dead_letters(settings: Settings, expected: int) -> list[ConsumerRecord]:
+async def _dead_letters(
+    settings: Settings, expected: int, timeout_s: float = 20
+) -> list[ConsumerRecord]:
     consumer = AIOKafkaConsumer(
         settings.topic(UPLOADS_SUBMITTED.dlq.name),
         bootstrap_servers=settings.kafka_bootstrap,
@@ -77,8 +96,9 @@ async def _dead_letters(settings: Settings, expected: int) -> list[ConsumerRecor
     await consumer.start()
     try:
         records: list[ConsumerRecord] = []
-        deadline = asyncio.get_running_loop().time() + 20
-        while len(records) < expected and asyncio.get_running_loop().time() < deadline:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        # Expecting none still reads for a while: an empty DLQ must be seen empty, not assumed.
+        while len(records) < max(expected, 1) and asyncio.get_running_loop().time() < deadline:
             batch = await consumer.getmany(timeout_ms=500)
             records += [r for rs in batch.values() for r in rs]
         return records
@@ -130,7 +150,7 @@ async def test_transient_errors_are_retried_until_they_pass(
         await _until(lambda: len(attempts) == 3)
         await asyncio.sleep(0.3)
     assert attempts == ["upl_0"] * 3
-    assert await _dead_letters(isolated, 0) == []
+    assert await _dead_letters(isolated, 0, timeout_s=2) == []
 
 
 async def test_an_error_that_persists_is_dead_lettered_after_the_retries(
@@ -182,6 +202,80 @@ async def test_too_many_dead_letters_in_a_row_stop_the_consumer(
     run = Run(settings, producer, handle)
     async with run:
         assert run.task is not None
-        with pytest.raises(DeadLetterLimitExceeded):
-            await asyncio.wait_for(asyncio.shield(run.task), timeout=30)
-    assert run.runner.failed is not None
+        # It stops by itself (no exception: the service around it keeps serving).
+        await asyncio.wait_for(asyncio.shield(run.task), timeout=30)
+    assert isinstance(run.runner.stopped, DeadLetterLimitExceeded)
+    assert run.runner.failed is None
+    assert REGISTRY.get_sample_value("cm_consumer_stopped", {"consumer": "test-group"}) == 1
+    # The limit stops it before it drains the topic: 3 dead letters (limit 2 + the one over it).
+    assert len(await _dead_letters(settings, 5, timeout_s=3)) == 3
+
+
+async def test_an_outage_longer_than_the_retries_is_waited_out_not_dead_lettered(
+    isolated: Settings, producer: EventProducer
+) -> None:
+    settings = isolated.model_copy(update={"consumer_max_retries": 1})
+    attempts: list[str] = []
+
+    async def s3_down_for_a_while(envelope: Envelope[Any], record: ConsumerRecord) -> None:
+        attempts.append(envelope.payload.upload_id)
+        if len(attempts) < 6:
+            raise MaxRetryError(None, "/cm-state/x", reason=ConnectionRefusedError(111, "no"))
+
+    await _publish(producer, range(1))
+    async with Run(settings, producer, s3_down_for_a_while):
+        await _until(lambda: len(attempts) == 6)
+    assert await _dead_letters(settings, 0, timeout_s=2) == []
+
+
+async def test_an_unknown_error_is_dead_lettered_only_once_dependencies_are_healthy(
+    isolated: Settings, producer: EventProducer
+) -> None:
+    settings = isolated.model_copy(update={"consumer_max_retries": 1})
+    outage = {"on": True}
+    attempts: list[int] = []
+
+    async def dependencies() -> str | None:
+        return "S3 unreachable" if outage["on"] else None
+
+    async def confused_by_the_outage(envelope: Envelope[Any], record: ConsumerRecord) -> None:
+        attempts.append(record.offset)
+        raise RuntimeError("an error nobody classified")
+
+    await _publish(producer, range(1))
+    async with Run(settings, producer, confused_by_the_outage, dependencies):
+        await _until(lambda: len(attempts) >= 5)
+        assert await _dead_letters(settings, 0, timeout_s=2) == []
+        outage["on"] = False
+        dead = await _dead_letters(settings, 1)
+    assert [r.key for r in dead] == [b"upl_0"]
+    headers = dict(dead[0].headers)
+    assert headers["failure"] == b"unknown"
+    assert b"an error nobody classified" in headers["error"]
+
+
+async def test_a_partition_waiting_out_an_outage_does_not_hold_up_the_others(
+    isolated: Settings, producer: EventProducer
+) -> None:
+    topic = isolated.topic(UPLOADS_SUBMITTED.name)
+    outage = {"on": True}
+    done: list[int] = []
+
+    async def stuck_on_partition_0(envelope: Envelope[Any], record: ConsumerRecord) -> None:
+        if record.partition == 0 and outage["on"]:
+            raise KafkaConnectionError("broker gone")
+        done.append(record.partition)
+
+    for partition in (0, 1, 2, 1, 2):
+        await producer.raw.send_and_wait(
+            topic,
+            encode_event(make_envelope(_upload(partition), producer="t", correlation_id="t")),
+            key=b"k",
+            partition=partition,
+        )
+    async with Run(isolated, producer, stuck_on_partition_0) as run:
+        await _until(lambda: sorted(done) == [1, 1, 2, 2])
+        # The poll loop stays in charge: the stuck partition is paused, not blocking.
+        assert TopicPartition(topic, 0) in run.runner._consumer.paused()
+        outage["on"] = False
+        await _until(lambda: sorted(done) == [0, 1, 1, 2, 2])

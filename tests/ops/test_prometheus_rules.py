@@ -20,6 +20,7 @@ REQUIRED_ALERTS = {
     "consumer lag growing": "ContentmatchConsumerLagGrowing",
     "DLQ non-empty": "ContentmatchDLQNotEmpty",
     "records dead-lettered": "ContentmatchDeadLettered",
+    "consumer stopped at its DLQ limit": "ContentmatchConsumerStopped",
     "error ratio": "ContentmatchHTTPErrorRatioHigh",
     "index stale": "ContentmatchIndexStale",
     "service down": "ContentmatchServiceDown",

@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await runtime.stop()
 
     app = FastAPI(title="contentmatch ingest", version="1", lifespan=lifespan)
-    install_common(app, SERVICE, runtime.ready, runtime.broken)
+    install_common(app, SERVICE, runtime.ready, runtime.broken, runtime.consumers)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes + _FORM_OVERHEAD_BYTES)
     app.include_router(keys.router)
     app.include_router(works.router)

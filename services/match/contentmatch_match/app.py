@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return await runtime.ready()
 
     app = FastAPI(title="contentmatch match", version="1", lifespan=lifespan)
-    install_common(app, SERVICE, ready, runtime.broken)
+    install_common(app, SERVICE, ready, runtime.broken, runtime.consumers)
 
     @app.get("/v1/index", operation_id="index_stats", tags=["index"])
     async def index_stats(api_key: CurrentKey, request: Request) -> dict[str, Any]:

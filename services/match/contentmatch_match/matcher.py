@@ -13,6 +13,7 @@ from contentmatch_match.catalog import WorkCatalog
 from contentmatch_match.registry import RegistryFollower
 from contentmatch_shared import metrics
 from contentmatch_shared.events import Envelope, UploadFingerprinted, UploadMatched, utcnow
+from contentmatch_shared.kafka.failures import DependencyUnavailable
 from contentmatch_shared.runtime import ServiceRuntime
 from contentmatch_shared.topics import UPLOADS_MATCHED
 
@@ -40,7 +41,7 @@ class UploadMatcher:
         wait_s = self._runtime.settings.registry_catchup_wait_s
         if not await self._follower.wait_until_current(wait_s):
             # Not caught up in time: retried by the runner rather than answered from a stale index.
-            raise RuntimeError(f"registry follower not current after {wait_s}s")
+            raise DependencyUnavailable(f"registry follower not current after {wait_s}s")
         started = time.perf_counter()
         matches = await asyncio.to_thread(
             self._catalog.search, payload.media_type, payload.fingerprint

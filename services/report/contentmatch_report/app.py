@@ -40,6 +40,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await runtime.stop()
 
     app = FastAPI(title="contentmatch report", version="1", lifespan=lifespan)
-    install_common(app, SERVICE, runtime.ready, runtime.broken)
+    install_common(app, SERVICE, runtime.ready, runtime.broken, runtime.consumers)
     app.include_router(reports.router)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
@@ -17,19 +18,21 @@ from contentmatch_shared.events import (
     make_envelope,
     utcnow,
 )
+from contentmatch_shared.fingerprints import AudioFingerprint, ImageFingerprint
 from contentmatch_shared.settings import Settings
 from contentmatch_shared.topics import WORKS_REGISTRY
 from tests.fixtures.images import make_image, to_bytes
 
 
-def _entry(work_id: str, seed: int, title: str) -> bytes:
+def _entry(work_id: str, seed: int, title: str, fingerprint: Any = None) -> bytes:
     event = WorkFingerprinted(
         work_id=work_id,
         tenant="label",
-        media_type="image",
+        media_type=fingerprint.media_type if fingerprint else "image",
         object=ObjectRef(bucket="b", key=f"works/{work_id}"),
         metadata=WorkMetadata(title=title, policy="block"),
-        fingerprint=fingerprint_image(to_bytes(make_image(seed, size=(320, 240)), "PNG")),
+        fingerprint=fingerprint
+        or fingerprint_image(to_bytes(make_image(seed, size=(320, 240)), "PNG")),
         fingerprinted_at=utcnow(),
     )
     return encode_event(make_envelope(event, producer="test", correlation_id=work_id))
@@ -74,6 +77,45 @@ async def test_a_new_follower_rebuilds_the_latest_state_of_every_work(isolated: 
         await producer.send_and_wait(topic, _entry("wrk_d", 4, "D"), key=b"wrk_d")
         assert await follower.wait_until_current(timeout_s=10)
         assert catalog.get("wrk_d") is not None
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await producer.stop()
+
+
+async def test_records_the_index_cannot_apply_are_skipped_and_never_stop_the_follower(
+    isolated: Settings,
+) -> None:
+    topic = isolated.topic(WORKS_REGISTRY.name)
+    good = fingerprint_image(to_bytes(make_image(5, size=(320, 240)), "PNG"))
+    no_hashes = ImageFingerprint(width=320, height=240, hashes={})
+    short_pdq = good.model_copy(update={"hashes": {**good.hashes, "pdq": "ab"}})
+    bad_orb = good.model_copy(update={"extra": {**good.extra, "orb": {"n": 3, "desc": "AA"}}})
+    no_audio = AudioFingerprint(duration_s=3.0, chromaprint="", item_rate=8.08)
+    producer = AIOKafkaProducer(bootstrap_servers=isolated.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, _entry("wrk_ok", 5, "OK"), key=b"wrk_ok")
+        await producer.send_and_wait(topic, _entry("wrk_e", 0, "E", no_hashes), key=b"wrk_e")
+        await producer.send_and_wait(topic, _entry("wrk_p", 0, "P", short_pdq), key=b"wrk_p")
+        await producer.send_and_wait(topic, _entry("wrk_o", 0, "O", bad_orb), key=b"wrk_o")
+        await producer.send_and_wait(topic, _entry("wrk_a", 0, "A", no_audio), key=b"wrk_a")
+        # A work whose latest record is unusable leaves the index (as it will after compaction).
+        await producer.send_and_wait(topic, _entry("wrk_gone", 6, "G"), key=b"wrk_gone")
+        await producer.send_and_wait(topic, _entry("wrk_gone", 0, "G", no_hashes), key=b"wrk_gone")
+
+        catalog, follower, task = await _follow(isolated)
+        assert follower.skipped == 5
+        assert sorted(e for e in ("wrk_ok", "wrk_gone") if catalog.get(e)) == ["wrk_ok"]
+        assert len(catalog.indexes["image"]) == 1
+
+        # Still following after all that: a good record later is applied.
+        await producer.send_and_wait(topic, _entry("wrk_e", 7, "E fixed"), key=b"wrk_e")
+        assert await follower.wait_until_current(timeout_s=10)
+        assert not task.done()
+        assert catalog.get("wrk_e") is not None
+        query = fingerprint_image(to_bytes(make_image(7, size=(320, 240)), "JPEG", quality=70))
+        assert [m.work_id for m in catalog.search("image", query)] == ["wrk_e"]
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     finally:

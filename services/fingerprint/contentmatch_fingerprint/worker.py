@@ -26,6 +26,7 @@ from contentmatch_shared.events import (
     WorkSubmitted,
     utcnow,
 )
+from contentmatch_shared.fingerprints import indexable_problem
 from contentmatch_shared.runtime import ServiceRuntime
 from contentmatch_shared.topics import (
     MEDIA_FAILED,
@@ -63,6 +64,9 @@ class Fingerprinter:
             return
         try:
             media_type, fingerprint = await self._fingerprint(payload.object, payload.media_type)
+            if problem := indexable_problem(fingerprint):
+                # Never publish what match cannot apply: the registry is replayed on every start.
+                raise MediaError("fingerprint_invalid", f"unusable fingerprint: {problem}")
         except MediaError as exc:
             failure = MediaFailed(
                 subject=subject,

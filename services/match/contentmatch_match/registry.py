@@ -7,6 +7,7 @@ whole index. Readiness waits until the follower has reached the end offsets seen
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -15,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from contentmatch_match.catalog import WorkCatalog
 from contentmatch_shared import metrics
 from contentmatch_shared.events import InvalidEvent, WorkFingerprinted, decode_event
+from contentmatch_shared.fingerprints import indexable_problem
 from contentmatch_shared.settings import Settings
 from contentmatch_shared.topics import WORKS_REGISTRY
 
@@ -86,7 +88,7 @@ class RegistryFollower:
         labels = (METRICS_CONSUMER, WORKS_REGISTRY.name)
         metrics.CONSUMER_RECORDS_CONSUMED.labels(*labels).inc(len(records))
         for record in records:
-            work_id = record.key.decode() if record.key else None
+            work_id = record.key.decode(errors="replace") if record.key else None
             if record.value is None:
                 if work_id:
                     self._catalog.apply(work_id, None)
@@ -96,17 +98,33 @@ class RegistryFollower:
                 event = decode_event(record.value).payload
                 if not isinstance(event, WorkFingerprinted):
                     raise InvalidEvent(f"unexpected {type(event).__name__} in the registry")
-            except InvalidEvent as exc:
-                # Every replica sees the same record; skipping (and counting) beats stalling.
-                self.skipped += 1
-                metrics.CONSUMER_RECORDS_FAILED.labels(*labels, "invalid").inc()
-                log.error(
-                    "skipping registry record %s@%d: %s", record.partition, record.offset, exc
-                )
+                if problem := indexable_problem(event.fingerprint):
+                    raise InvalidEvent(f"work {event.work_id}: {problem}")
+                self._catalog.apply(event.work_id, event)
+            except Exception as exc:
+                # Every replica reads the same record on every start: skipping (and counting) it
+                # beats a crash loop. The work's latest state is unusable, so it leaves the index
+                # (the same outcome before and after compaction drops its older records).
+                self._skip(record, work_id, exc)
                 continue
-            self._catalog.apply(event.work_id, event)
             metrics.CONSUMER_RECORDS_PROCESSED.labels(*labels).inc()
         metrics.CONSUMER_LAST_PROCESSED.labels(*labels).set(time.time())
+
+    def _skip(self, record: ConsumerRecord, work_id: str | None, exc: Exception) -> None:
+        self.skipped += 1
+        metrics.CONSUMER_RECORDS_FAILED.labels(
+            METRICS_CONSUMER, WORKS_REGISTRY.name, "poison"
+        ).inc()
+        log.error(
+            "skipping registry record %s@%d (key %s): %s",
+            record.partition,
+            record.offset,
+            work_id,
+            exc if isinstance(exc, InvalidEvent) else repr(exc),
+        )
+        if work_id:
+            with contextlib.suppress(Exception):
+                self._catalog.apply(work_id, None)
 
     async def _mark_if_caught_up(self) -> None:
         if self.caught_up:

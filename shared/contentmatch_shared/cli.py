@@ -1,5 +1,5 @@
 """The ``contentmatch`` command: run a service, verify a report, publish uploads directly,
-re-fingerprint registered works."""
+re-fingerprint registered works, inspect and redrive dead letters."""
 
 from __future__ import annotations
 
@@ -88,6 +88,67 @@ def _refingerprint(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dlq(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from contentmatch_shared import dead_letters as dl
+    from contentmatch_shared.settings import get_settings
+
+    settings = get_settings()
+    try:
+        if args.dlq_command == "list":
+            letters = asyncio.run(dl.read_dead_letters(settings, args.topic))
+            if args.json:
+                print(json.dumps([d.summary() for d in letters], indent=2))
+            for d in [] if args.json else letters:
+                redriven = f" redriven={len(d.redriven)}" if d.redriven else ""
+                error = (d.headers.get("error") or "").replace("\n", " ")[:160]
+                print(
+                    f"{d.dlq}@{d.offset}\t{d.at}\tfrom {d.origin}\t"
+                    f"{d.headers.get('service', '?')}/{d.headers.get('consumer_group', '?')}\t"
+                    f"{d.headers.get('failure', '?')}{redriven}\t{error}"
+                )
+            print(f"{len(letters)} dead letters", file=sys.stderr)
+            return 0
+        if args.dlq_command == "show":
+            letters = asyncio.run(dl.read_dead_letters(settings, args.topic))
+            found = [d for d in letters if d.offset == args.offset]
+            if not found:
+                print(f"no dead letter at offset {args.offset} of {args.topic}", file=sys.stderr)
+                return 1
+            letter = found[0]
+            print(json.dumps({**letter.summary(), "headers": letter.headers}, indent=2))
+            print(json.dumps([*letter.redriven], indent=2) if letter.redriven else "never redriven")
+            print(dl.render_value(letter.value))
+            return 0
+        first = last = None
+        if args.offsets:
+            first, last = dl.parse_offsets(args.offsets)
+        elif not args.all:
+            print("redrive needs --offsets N[-M] or --all", file=sys.stderr)
+            return 2
+        result = asyncio.run(
+            dl.redrive(
+                settings,
+                args.topic,
+                first=first,
+                last=last,
+                force=args.force,
+                dry_run=args.dry_run,
+            )
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    verb = "would redrive" if args.dry_run else "redrove"
+    for d in result.sent:
+        print(f"{verb} {d.dlq}@{d.offset} -> {d.headers.get('origin_topic')}")
+    for d in result.skipped:
+        print(f"skipped {d.dlq}@{d.offset}: redriven before (--force to send it again)")
+    print(f"{len(result.sent)} {verb.split()[-1]}, {len(result.skipped)} skipped", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="contentmatch")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -122,6 +183,27 @@ def main(argv: list[str] | None = None) -> int:
     again.add_argument("--tenant", default=None, help="only this tenant's works")
     again.add_argument("--dry-run", action="store_true", help="list the works, publish nothing")
     again.set_defaults(func=_refingerprint)
+
+    dlq = sub.add_parser("dlq", help="inspect and redrive dead letters")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
+    listing = dlq_sub.add_parser("list", help="dead letters with origin, error, service, time")
+    listing.add_argument("topic", nargs="?", help="one topic (origin or .dlq name); all if unset")
+    listing.add_argument("--json", action="store_true", help="one JSON array")
+    listing.set_defaults(func=_dlq)
+    show = dlq_sub.add_parser("show", help="one dead letter: headers, redrives, value")
+    show.add_argument("topic", help="origin topic or its .dlq")
+    show.add_argument("offset", type=int, help="offset on the .dlq topic")
+    show.set_defaults(func=_dlq)
+    again_dlq = dlq_sub.add_parser("redrive", help="publish dead letters again on their origin")
+    again_dlq.add_argument("topic", help="origin topic or its .dlq")
+    chosen = again_dlq.add_mutually_exclusive_group()
+    chosen.add_argument("--offsets", help="DLQ offsets N or N-M (inclusive)")
+    chosen.add_argument("--all", action="store_true", help="every dead letter of the topic")
+    again_dlq.add_argument(
+        "--force", action="store_true", help="also those redriven before (sent again)"
+    )
+    again_dlq.add_argument("--dry-run", action="store_true", help="list, send nothing")
+    again_dlq.set_defaults(func=_dlq)
 
     args = parser.parse_args(argv)
     return int(args.func(args))

@@ -319,7 +319,6 @@ class ConsumerRunner:
             ("service", self._service.encode()),
             ("consumer_group", self.group.encode()),
             ("attempts", str(attempts).encode()),
-            ("dead_lettered_at", str(int(time.time() * 1000)).encode()),
         ]
         attempt = 0
         while True:

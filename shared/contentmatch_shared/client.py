@@ -51,6 +51,26 @@ class ContentMatchClient:
         )
         return str(body["key"])
 
+    def create_key_full(self, role: str, tenant: str, **fields: Any) -> dict[str, Any]:
+        """``POST /v1/keys`` with optional ``name`` and ``expires_at``: the whole answer."""
+        body = {"role": role, "tenant": tenant, **fields}
+        return dict(self._call("POST", f"{self.endpoints.ingest}/v1/keys", json=body))
+
+    def list_keys(self, **params: Any) -> dict[str, Any]:
+        return dict(self._call("GET", f"{self.endpoints.ingest}/v1/keys", params=params))
+
+    def revoke_key(self, key_id: str) -> dict[str, Any]:
+        return dict(self._call("DELETE", f"{self.endpoints.ingest}/v1/keys/{key_id}"))
+
+    def rotate_key(self, key_id: str, grace_seconds: float | None = None) -> dict[str, Any]:
+        body = {} if grace_seconds is None else {"grace_seconds": grace_seconds}
+        url = f"{self.endpoints.ingest}/v1/keys/{key_id}/rotate"
+        return dict(self._call("POST", url, json=body))
+
+    def audit(self, **params: Any) -> list[dict[str, Any]]:
+        body = self._call("GET", f"{self.endpoints.ingest}/v1/audit", params=params)
+        return list(body["events"])
+
     # -- works --------------------------------------------------------------------------------
     def register_work(
         self,

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 
-from contentmatch_shared.auth import KeyStore
+from contentmatch_shared.audit import AuditLog
+from contentmatch_shared.auth import KeyStore, RequestGuard
 from contentmatch_shared.kafka.admin import ensure_topics
 from contentmatch_shared.kafka.producer import EventProducer
 from contentmatch_shared.kafka.runner import ConsumerRunner, Handler
@@ -29,11 +31,27 @@ class ServiceRuntime:
         self.settings = settings
         self.service = service
         self.store = ObjectStore(settings)
-        self.keys = KeyStore(self.store, settings.admin_key)
+        self.audit = AuditLog(self.store, service)
+        self.keys = KeyStore(self.store, settings, self.audit)
         self.producer = EventProducer(settings, service)
         self.runners: list[ConsumerRunner] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._background: list[asyncio.Task[None]] = []
+
+    def guard(
+        self,
+        media_routes: Iterable[tuple[str, str]] = (),
+        media_limit_bytes: int | None = None,
+        public_paths: Iterable[str] = (),
+    ) -> RequestGuard:
+        """The HTTP request guard of this service (keys, rate limits, body limits)."""
+        return RequestGuard(
+            self.keys,
+            self.settings,
+            media_routes=media_routes,
+            media_limit_bytes=media_limit_bytes,
+            public_paths=public_paths,
+        )
 
     async def start(self) -> None:
         """Wait for S3 and Kafka (they may still be starting), create buckets and topics."""

@@ -40,9 +40,41 @@ class Settings(BaseSettings):
 
     # Auth
     admin_key: str = ""  # operator key that may create other keys; required outside development
+    auth_cache_size: int = Field(default=10_000, ge=1)  # known keys held per process
+    auth_cache_ttl_s: float = 15.0  # how long a revocation may take to reach another process
+    auth_negative_cache_size: int = Field(default=10_000, ge=1)  # unknown keys held per process
+    auth_negative_cache_ttl_s: float = 2.0
+    # Failed authentications allowed per client address (then 429 without a lookup)
+    auth_failures_per_s: float = 5.0
+    auth_failures_burst: int = 50
+    key_rotation_grace_s: float = Field(default=300.0, ge=0)  # old secret valid after a rotate
+    # Requests per second and burst per key, by role, per process (0 = unlimited)
+    rate_limit_per_s: dict[str, float] = Field(
+        default_factory=lambda: {
+            "operator": 50.0, "rightsholder": 20.0, "platform": 100.0, "enforcement": 20.0
+        }
+    )  # fmt: skip
+    rate_limit_burst: dict[str, int] = Field(
+        default_factory=lambda: {
+            "operator": 100, "rightsholder": 40, "platform": 200, "enforcement": 40
+        }
+    )  # fmt: skip
+    # Works/uploads a key may submit per UTC day, per process (0 = unlimited)
+    media_quota_per_day: dict[str, int] = Field(
+        default_factory=lambda: {"rightsholder": 100_000, "platform": 1_000_000}
+    )
 
     # Ingest limits
     max_upload_bytes: int = 200 * 1024 * 1024
+    max_json_bytes: int = 64 * 1024  # every request body but the media routes'
+    max_metadata_bytes: int = 16 * 1024
+
+    # Dependencies: how long a request may wait for S3 or Kafka before a 503
+    s3_connect_timeout_s: float = 2.0
+    s3_read_timeout_s: float = 20.0
+    s3_retries: int = 2
+    kafka_send_timeout_s: float = 10.0
+    unavailable_retry_after_s: int = 5
 
     # Consumers
     consumer_commit_interval_s: float = 1.0

@@ -10,9 +10,12 @@ import asyncio
 import hashlib
 import io
 import json
+import os
 from collections.abc import Iterator
 from typing import IO, Any
 
+import certifi
+import urllib3
 from minio import Minio
 from minio.error import S3Error
 
@@ -51,6 +54,22 @@ class HashingReader(io.RawIOBase):
         return self._sha.hexdigest()
 
 
+def _bounded_pool(settings: Settings) -> urllib3.PoolManager:
+    """The SDK's pool with bounded waits: its defaults (5 minutes per read, 5 retries) turn an
+    S3 outage into requests that hang; these fail fast enough to answer 503."""
+    return urllib3.PoolManager(
+        timeout=urllib3.Timeout(
+            connect=settings.s3_connect_timeout_s, read=settings.s3_read_timeout_s
+        ),
+        maxsize=10,
+        cert_reqs="CERT_REQUIRED",
+        ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        retries=urllib3.Retry(
+            total=settings.s3_retries, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]
+        ),
+    )
+
+
 class ObjectStore:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -60,6 +79,7 @@ class ObjectStore:
             secret_key=settings.s3_secret_key,
             secure=settings.s3_secure,
             region=settings.s3_region,
+            http_client=_bounded_pool(settings),
         )
 
     # -- lifecycle ---------------------------------------------------------------------------

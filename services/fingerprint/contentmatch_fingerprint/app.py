@@ -37,5 +37,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             pool.shutdown(wait=True, cancel_futures=True)
 
     app = FastAPI(title="contentmatch fingerprint", version="1", lifespan=lifespan)
-    install_common(app, SERVICE, runtime.ready, runtime.broken, runtime.consumers)
+    install_common(
+        app,
+        SERVICE,
+        runtime.ready,
+        runtime.broken,
+        runtime.consumers,
+        guard=runtime.guard(),
+        retry_after_s=settings.unavailable_retry_after_s,
+    )
     return app

@@ -8,9 +8,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from contentmatch_ingest.records import RecordStore
-from contentmatch_ingest.routes import keys, uploads, works
+from contentmatch_ingest.routes import audit, keys, uploads, works
 from contentmatch_ingest.status import STATUS_TOPICS, StatusRecorder
-from contentmatch_shared.http import BodyLimitMiddleware, install_common
+from contentmatch_shared.http import install_common
 from contentmatch_shared.runtime import ServiceRuntime
 from contentmatch_shared.settings import Settings, get_settings
 
@@ -30,6 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.store = runtime.store
         app.state.keys = runtime.keys
+        app.state.audit = runtime.audit
         app.state.producer = runtime.producer
         app.state.records = records
         await runtime.add_consumer("ingest-status", STATUS_TOPICS, StatusRecorder(records))
@@ -39,9 +40,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await runtime.stop()
 
     app = FastAPI(title="contentmatch ingest", version="1", lifespan=lifespan)
-    install_common(app, SERVICE, runtime.ready, runtime.broken, runtime.consumers)
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes + _FORM_OVERHEAD_BYTES)
+    guard = runtime.guard(
+        media_routes=[("POST", "/v1/works"), ("POST", "/v1/uploads")],
+        media_limit_bytes=settings.max_upload_bytes + _FORM_OVERHEAD_BYTES,
+    )
+    install_common(
+        app,
+        SERVICE,
+        runtime.ready,
+        runtime.broken,
+        runtime.consumers,
+        guard=guard,
+        retry_after_s=settings.unavailable_retry_after_s,
+    )
     app.include_router(keys.router)
+    app.include_router(audit.router)
     app.include_router(works.router)
     app.include_router(uploads.router)
     return app

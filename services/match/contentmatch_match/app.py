@@ -46,7 +46,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return await runtime.ready()
 
     app = FastAPI(title="contentmatch match", version="1", lifespan=lifespan)
-    install_common(app, SERVICE, ready, runtime.broken, runtime.consumers)
+    install_common(
+        app,
+        SERVICE,
+        ready,
+        runtime.broken,
+        runtime.consumers,
+        guard=runtime.guard(),
+        retry_after_s=settings.unavailable_retry_after_s,
+    )
 
     @app.get("/v1/index", operation_id="index_stats", tags=["index"])
     async def index_stats(api_key: CurrentKey, request: Request) -> dict[str, Any]:

@@ -40,6 +40,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await runtime.stop()
 
     app = FastAPI(title="contentmatch report", version="1", lifespan=lifespan)
-    install_common(app, SERVICE, runtime.ready, runtime.broken, runtime.consumers)
+    guard = runtime.guard(public_paths=["/v1/reports/public-key"])
+    install_common(
+        app,
+        SERVICE,
+        runtime.ready,
+        runtime.broken,
+        runtime.consumers,
+        guard=guard,
+        retry_after_s=settings.unavailable_retry_after_s,
+    )
     app.include_router(reports.router)
     return app

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
 
+from contentmatch_shared.availability import DependencyTimeout
 from contentmatch_shared.events import encode_event, make_envelope
 from contentmatch_shared.settings import Settings
 from contentmatch_shared.topics import TopicSpec
@@ -46,11 +48,20 @@ class EventProducer:
         correlation_id: str,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> Any:
-        """Send and wait for the broker's acknowledgement (the caller's side effect is durable)."""
+        """Send and wait for the broker's acknowledgement (the caller's side effect is durable).
+
+        Bounded by ``kafka_send_timeout_s`` (:class:`DependencyTimeout` past it): during a Kafka
+        outage a caller fails fast instead of waiting out the client's own timeouts. A send that
+        timed out may still be delivered later; consumers are idempotent."""
         envelope = make_envelope(payload, producer=self._service, correlation_id=correlation_id)
-        return await self._producer.send_and_wait(
+        sending = self._producer.send_and_wait(
             self._settings.topic(spec.name),
             value=encode_event(envelope),
             key=key.encode(),
             headers=headers or [],
         )
+        limit = self._settings.kafka_send_timeout_s
+        try:
+            return await asyncio.wait_for(sending, limit)
+        except TimeoutError as exc:
+            raise DependencyTimeout("Kafka", limit) from exc

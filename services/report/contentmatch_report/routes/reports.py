@@ -97,6 +97,7 @@ async def _readable_report(
     report = json.loads(data)
     if not may_read(api_key, report):
         raise ApiError(404, "not_found", f"no report {report_id}")
+    await request.app.state.keys.audit.report_read(api_key, report_id, request.url.path)
     return data, report
 
 

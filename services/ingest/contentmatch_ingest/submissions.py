@@ -15,8 +15,14 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
 from contentmatch_ingest.records import RecordStore
-from contentmatch_shared.events import ObjectRef, new_id
+from contentmatch_shared.events import ObjectRef, UploadMetadata, WorkMetadata, new_id
 from contentmatch_shared.http import ApiError
+from contentmatch_shared.identifiers import (
+    InvalidMetadata,
+    normalize_identifiers,
+    normalize_territories,
+    normalize_territory,
+)
 from contentmatch_shared.media import SNIFF_BYTES, Sniffed, sniff
 from contentmatch_shared.storage import HashingReader, ObjectStore, ObjectTooLarge
 
@@ -44,11 +50,14 @@ async def parse_form(request: Request) -> ParsedForm:
     return ParsedForm(file=file, metadata_raw=metadata)
 
 
-def parse_metadata(raw: str | None, model: type[M], *, required: bool) -> M:
+def parse_metadata(raw: str | None, model: type[M], *, required: bool, max_bytes: int) -> M:
+    """The metadata field, validated (sizes, identifiers, territories) and normalized."""
     if raw is None or not raw.strip():
         if required:
             raise ApiError(422, "invalid_metadata", "the multipart field 'metadata' is required")
         return model()
+    if len(raw.encode()) > max_bytes:
+        raise ApiError(422, "metadata_too_large", f"the metadata field exceeds {max_bytes} bytes")
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
@@ -56,11 +65,24 @@ def parse_metadata(raw: str | None, model: type[M], *, required: bool) -> M:
     if not isinstance(data, dict):
         raise ApiError(422, "invalid_metadata", "metadata must be a JSON object")
     try:
-        return model.model_validate(data)
+        metadata = model.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err.get("loc", ())) or "metadata"
         raise ApiError(422, "invalid_metadata", f"{where}: {err.get('msg')}") from exc
+    try:
+        _normalize(metadata)
+    except InvalidMetadata as exc:
+        raise ApiError(422, exc.code, str(exc)) from exc
+    return metadata
+
+
+def _normalize(metadata: BaseModel) -> None:
+    if isinstance(metadata, WorkMetadata):
+        metadata.identifiers = normalize_identifiers(metadata.identifiers)
+        metadata.territories = normalize_territories(metadata.territories)
+    elif isinstance(metadata, UploadMetadata) and metadata.territory is not None:
+        metadata.territory = normalize_territory(metadata.territory, "territory")
 
 
 async def sniff_upload(file: UploadFile) -> Sniffed:

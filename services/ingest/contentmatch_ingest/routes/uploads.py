@@ -64,7 +64,8 @@ async def submit_upload(request: Request, response: Response, api_key: CurrentKe
     state = request.app.state
     records: RecordStore = state.records
     form = await parse_form(request)
-    metadata = parse_metadata(form.metadata_raw, UploadMetadata, required=False)
+    limit = state.settings.max_metadata_bytes
+    metadata = parse_metadata(form.metadata_raw, UploadMetadata, required=False, max_bytes=limit)
 
     guard = IdempotencyGuard.for_request(
         request, records, "uploads", api_key.tenant, form, metadata

@@ -60,10 +60,11 @@ async def register_work(request: Request, response: Response, api_key: CurrentKe
     state = request.app.state
     records: RecordStore = state.records
     form = await parse_form(request)
-    metadata = parse_metadata(form.metadata_raw, WorkMetadata, required=True)
+    metadata = parse_metadata(
+        form.metadata_raw, WorkMetadata, required=True, max_bytes=state.settings.max_metadata_bytes
+    )
     if metadata.kind == "ai_output" and metadata.ai_system is None:
         raise ApiError(422, "invalid_metadata", "ai_system is required when kind is ai_output")
-    metadata.territories = [t.upper() for t in metadata.territories]
 
     guard = IdempotencyGuard.for_request(request, records, "works", api_key.tenant, form, metadata)
     if (prior := await guard.replay(response)) is not None:

@@ -41,30 +41,75 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from contentmatch_report.signing import VerificationError, verify_report
+    from contentmatch_report.jcs import CanonicalizationError, loads_strict
+    from contentmatch_report.signing import VerificationError, verify_report_with_keys
 
     try:
-        report = json.loads(Path(args.file).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        text = Path(args.file).read_bytes()
+    except OSError as exc:
         print(f"not verified: cannot read {args.file}: {exc}", file=sys.stderr)
         return 2
-    public_key = args.public_key
-    if public_key is None:
-        import httpx
-
-        url = args.url.rstrip("/") + "/v1/reports/public-key"
-        try:
-            public_key = httpx.get(url, timeout=10).raise_for_status().json()["public_key"]
-        except (httpx.HTTPError, KeyError, ValueError) as exc:
-            print(f"not verified: cannot fetch the public key from {url}: {exc}", file=sys.stderr)
-            return 2
     try:
-        verify_report(report, public_key)
+        report = loads_strict(text)
+    except CanonicalizationError as exc:  # a duplicate member: two readers, two reports
+        print(f"NOT AUTHENTIC: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"not verified: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(report, dict):
+        print(f"not verified: {args.file} is not a JSON object", file=sys.stderr)
+        return 2
+    try:
+        keys = _verification_keys(args, report)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"not verified: cannot get the public keys: {exc}", file=sys.stderr)
+        return 2
+    try:
+        key_id = verify_report_with_keys(report, keys)
     except VerificationError as exc:
         print(f"NOT AUTHENTIC: {exc}", file=sys.stderr)
         return 1
+    print(f"authentic: report {report.get('report_id')} signed by key {key_id}")
+    return 0
+
+
+def _verification_keys(args: argparse.Namespace, report: dict[str, object]) -> dict[str, str]:
+    """key id -> base64 public key: the one given, a saved key listing, or the service's."""
+    from contentmatch_report.signing import key_id_of, public_key_from_b64
+
+    if args.public_key is not None:
+        return {key_id_of(public_key_from_b64(args.public_key)): args.public_key}
+    if args.keys is not None:
+        listing = json.loads(Path(args.keys).read_text())
+    else:
+        import httpx
+
+        base = args.url.rstrip("/") + "/v1/reports/public-key"
+        response = httpx.get(base + "s", timeout=10)
+        if response.status_code == 404:  # a service older than the key history
+            listing = {"keys": [httpx.get(base, timeout=10).raise_for_status().json()]}
+        else:
+            listing = response.raise_for_status().json()
+    return {str(k["key_id"]): str(k["public_key"]) for k in listing["keys"]}
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from contentmatch_report.signing import SigningKeyEntry, private_key_b64
+
+    key = Ed25519PrivateKey.generate()
+    public = SigningKeyEntry(key.public_key(), None, None, current=True).info()
     print(
-        f"authentic: report {report.get('report_id')} signed by key {report['signature']['key_id']}"
+        json.dumps(
+            {
+                "private_key": private_key_b64(key),
+                "key_id": public["key_id"],
+                "public_key": public["public_key"],
+            },
+            indent=2,
+        )
     )
     return 0
 
@@ -164,9 +209,16 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("file")
     verify.add_argument("--public-key", help="base64 raw Ed25519 public key")
     verify.add_argument(
-        "--url", default="http://127.0.0.1:8084", help="report service to fetch the key from"
+        "--keys", help="a saved GET /v1/reports/public-keys answer (offline; any key in it)"
+    )
+    verify.add_argument(
+        "--url", default="http://127.0.0.1:8084", help="report service to fetch the keys from"
     )
     verify.set_defaults(func=_verify)
+    keygen = report_sub.add_parser(
+        "keygen", help="print a new signing key (private, public, key id) for a rotation"
+    )
+    keygen.set_defaults(func=_keygen)
 
     publish = sub.add_parser(
         "publish-upload", help="put a file into S3 and publish it on the uploads topic"

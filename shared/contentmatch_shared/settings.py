@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_S3_SECRET = "contentmatch-dev-secret"
+
+
+class PreviousSigningKey(BaseModel):
+    """A report-signing key retired by a rotation: its public half keeps old reports verifiable."""
+
+    public_key: str  # base64 of the raw 32-byte Ed25519 public key
+    valid_from: datetime | None = None
+    valid_until: datetime  # when it stopped signing (the rotation)
 
 
 class Settings(BaseSettings):
@@ -95,6 +104,9 @@ class Settings(BaseSettings):
     # Reports
     report_signing_key: str = ""  # base64 raw Ed25519 private key; dev key generated when empty
     report_signing_key_file: str = ".state/keys/report-signing.key"
+    report_signing_key_valid_from: datetime | None = None  # listed with the current key
+    # JSON list of PreviousSigningKey: what GET /v1/reports/public-keys lists beside the current key
+    report_previous_public_keys: list[PreviousSigningKey] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:

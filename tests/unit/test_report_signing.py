@@ -2,16 +2,21 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from contentmatch_report.jcs import canonicalize
 from contentmatch_report.signing import (
     ReportSigner,
     VerificationError,
     canonical_bytes,
     verify_report,
+    verify_report_with_keys,
 )
+from contentmatch_shared.settings import PreviousSigningKey
 
 
 @pytest.fixture
@@ -60,6 +65,67 @@ def test_dev_key_is_created_once_private_and_reused(tmp_path: Path) -> None:
     configured = ReportSigner.from_config(path.read_text(), "/nonexistent")
     assert configured.key_id == first.key_id
     assert len(base64.b64decode(first.public_key_info()["public_key"])) == 32
+
+
+def test_reports_are_signed_over_rfc8785(signer: ReportSigner) -> None:
+    signed = signer.sign({**REPORT, "evidence": {"distance": 3.0, "ratio": 1e-7}})
+    assert signed["signature"]["canonicalization"] == "RFC8785"
+    body = canonical_bytes(signed)
+    assert b'"distance":3,"ratio":1e-7' in body  # ECMAScript numbers, not Python's 3.0 / 1e-07
+    public = Ed25519PublicKey.from_public_bytes(
+        base64.b64decode(signer.public_key_info()["public_key"])
+    )
+    public.verify(base64.b64decode(signed["signature"]["value"]), canonicalize(
+        {k: v for k, v in signed.items() if k != "signature"}
+    ))  # fmt: skip
+
+
+def test_reports_signed_before_rfc8785_still_verify(signer: ReportSigner) -> None:
+    """A report stored with the earlier canonical form (README's by-hand recipe of then)."""
+    body = {**REPORT, "evidence": {"distance": 3.0}}
+    legacy = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    value = base64.b64encode(signer._private.sign(legacy)).decode()
+    stored = {**body, "signature": {"algorithm": "Ed25519", "key_id": signer.key_id,
+              "canonicalization": "json-sorted-compact-utf8", "value": value}}  # fmt: skip
+    verify_report(json.loads(json.dumps(stored)), signer.public_key_info()["public_key"])
+    # The field is honoured, not guessed: the same signature under the other form fails.
+    stored["signature"]["canonicalization"] = "RFC8785"
+    with pytest.raises(VerificationError, match="altered"):
+        verify_report(stored, signer.public_key_info()["public_key"])
+    stored["signature"]["canonicalization"] = "c14n-of-my-own"
+    with pytest.raises(VerificationError, match="unsupported canonicalization"):
+        verify_report(stored, signer.public_key_info()["public_key"])
+
+
+def test_reports_signed_before_a_rotation_verify_by_key_id(tmp_path: Path) -> None:
+    old = ReportSigner.from_config("", str(tmp_path / "old.key"))
+    before = old.sign(REPORT)
+    retired = PreviousSigningKey(
+        public_key=old.public_key_info()["public_key"],
+        valid_from=datetime(2026, 1, 1, tzinfo=UTC),
+        valid_until=datetime(2026, 12, 1, tzinfo=UTC),
+    )
+    new = ReportSigner.from_config(
+        "", str(tmp_path / "new.key"), valid_from=retired.valid_until, previous=[retired]
+    )
+    after = new.sign(REPORT)
+    listing = new.public_keys()
+    assert [k["key_id"] for k in listing] == [new.key_id, old.key_id]
+    assert [k["current"] for k in listing] == [True, False]
+    assert listing[1]["valid_until"] == "2026-12-01T00:00:00+00:00"
+    assert listing[0]["valid_from"] == "2026-12-01T00:00:00+00:00"
+    assert listing[0]["valid_until"] is None
+    assert new.public_key_info() == listing[0]
+    keys = new.verification_keys()
+    assert verify_report_with_keys(before, keys) == old.key_id
+    assert verify_report_with_keys(after, keys) == new.key_id
+    stranger = ReportSigner.from_config("", str(tmp_path / "stranger.key")).sign(REPORT)
+    with pytest.raises(VerificationError, match="not one of the known keys"):
+        verify_report_with_keys(stranger, keys)
+    # A report claiming an old key id but signed by the current key is still caught.
+    forged = {**after, "signature": {**after["signature"], "key_id": old.key_id}}
+    with pytest.raises(VerificationError, match="altered"):
+        verify_report_with_keys(forged, keys)
 
 
 def test_canonical_form_ignores_key_order_and_whitespace_only() -> None:

@@ -22,7 +22,12 @@ SERVICE = "report"
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     runtime = ServiceRuntime(settings, SERVICE)
-    signer = ReportSigner.from_config(settings.report_signing_key, settings.report_signing_key_file)
+    signer = ReportSigner.from_config(
+        settings.report_signing_key,
+        settings.report_signing_key_file,
+        valid_from=settings.report_signing_key_valid_from,
+        previous=settings.report_previous_public_keys,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

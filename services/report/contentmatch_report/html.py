@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +19,12 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from contentmatch_report.builder import ACTION_MEANINGS, AGREEMENT_KEYS, DISTANCE_KEYS
-from contentmatch_report.signing import ReportSigner, VerificationError, verify_report
+from contentmatch_report.signing import (
+    ReportSigner,
+    VerificationError,
+    verify_report,
+    verify_report_with_keys,
+)
 from contentmatch_report.thumbnails import normalised_region
 from contentmatch_report.timeline import timecode
 
@@ -87,10 +93,14 @@ class SignatureStatus:
 
 
 def check_report(
-    report: dict[str, Any], public_key_b64: str, pictures: dict[str, bytes | None]
+    report: dict[str, Any], keys: Mapping[str, str] | str, pictures: dict[str, bytes | None]
 ) -> SignatureStatus:
+    """``keys``: key ids to base64 public keys (this service's key history), or one key."""
     try:
-        verify_report(report, public_key_b64)
+        if isinstance(keys, str):
+            verify_report(report, keys)
+        else:
+            verify_report_with_keys(report, keys)
         status = SignatureStatus(True, "valid: signed by this service's key")
     except VerificationError as exc:
         status = SignatureStatus(False, f"NOT VALID: {exc}")
@@ -117,7 +127,7 @@ def render_report(
 ) -> str:
     """The page; ``pictures`` maps the names in ``evidence.pictures`` to their stored bytes,
     ``related`` holds the summaries of the related reports the reader may read."""
-    status = check_report(report, signer.public_key_info()["public_key"], pictures)
+    status = check_report(report, signer.verification_keys(), pictures)
     decision = report.get("decision", {})
     action = decision.get("action", "")
     return _env.get_template("report.html").render(

@@ -149,10 +149,18 @@ async def list_reports(
 
 
 @router.get("/public-key", operation_id="report_public_key")
-async def public_key(request: Request) -> dict[str, str]:
-    """The key that verifies report signatures (public by nature: no key needed)."""
+async def public_key(request: Request) -> dict[str, Any]:
+    """The key that signs reports now (public by nature: no key needed)."""
     signer: ReportSigner = request.app.state.signer
     return signer.public_key_info()
+
+
+@router.get("/public-keys", operation_id="report_public_keys")
+async def public_keys(request: Request) -> dict[str, list[dict[str, Any]]]:
+    """Every key that signed reports (current first, then retired ones with their validity
+    dates): a verifier picks the one named by the report's ``signature.key_id``."""
+    signer: ReportSigner = request.app.state.signer
+    return {"keys": signer.public_keys()}
 
 
 @router.get("/{report_id}", operation_id="get_report", response_model=None)

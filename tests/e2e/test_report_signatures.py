@@ -103,7 +103,9 @@ def test_the_key_history_lists_the_retired_key_with_its_dates(rotated: dict[str,
     base = rotated["base"]
     current = httpx.get(f"{base}/v1/reports/public-key").json()
     assert current["key_id"] == rotated["new"]["key_id"] and current["current"] is True
-    keys = httpx.get(f"{base}/v1/reports/public-keys").json()["keys"]
+    listing = httpx.get(f"{base}/v1/reports/public-keys")  # no API key: public by nature
+    assert listing.status_code == 200, listing.text
+    keys = listing.json()["keys"]
     assert [k["key_id"] for k in keys] == [rotated["new"]["key_id"], rotated["old"]["key_id"]]
     assert keys[0]["valid_until"] is None and keys[0]["valid_from"] is not None
     assert keys[1]["valid_until"] == keys[0]["valid_from"] and keys[1]["current"] is False

@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await runtime.stop()
 
     app = FastAPI(title="contentmatch report", version="1", lifespan=lifespan)
-    guard = runtime.guard(public_paths=["/v1/reports/public-key"])
+    guard = runtime.guard(public_paths=["/v1/reports/public-key", "/v1/reports/public-keys"])
     install_common(
         app,
         SERVICE,

@@ -4,6 +4,8 @@
 #   stack.sh up      start what is not running, return once every service answers /readyz
 #   stack.sh down    stop the services, then Kafka and S3 (data stays in $CM_STATE_DIR)
 #   stack.sh status  one line per process
+#   stack.sh kafka-env  prints `export CM_KAFKA_...` for the operator's Kafka principal:
+#                       eval "$(scripts/stack.sh kafka-env)" before `contentmatch platform add`
 #
 # Ports and everything else come from the CM_* variables in the README. Without CM_ADMIN_KEY a
 # development operator key is generated once into $CM_STATE_DIR/keys/admin.key.
@@ -48,6 +50,14 @@ admin_key() {
     cat "$f"
 }
 
+# VAR=value lines: SASL/SCRAM as `principal` (kafka.sh generated its password), unless
+# CM_KAFKA_USERNAME is set (a Kafka of your own).
+kafka_vars() { # principal
+    [[ -n "${CM_KAFKA_USERNAME:-}" ]] && return
+    printf '%s\n' CM_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT CM_KAFKA_SASL_MECHANISM=SCRAM-SHA-512 \
+        "CM_KAFKA_USERNAME=$1" "CM_KAFKA_PASSWORD_FILE=$(kafka_users_dir)/$1.password"
+}
+
 service_env() {
     export CM_KAFKA_BOOTSTRAP="${CM_KAFKA_BOOTSTRAP:-127.0.0.1:$CM_KAFKA_PORT}"
     export CM_S3_ENDPOINT="${CM_S3_ENDPOINT:-127.0.0.1:$CM_S3_PORT}"
@@ -80,13 +90,17 @@ wait_ready() {
 up() {
     bash "$CM_INFRA_DIR/stack.sh" start
     service_env
-    local svc
+    # The operator's principal creates the topics and the services' ACLs (idempotent).
+    local svc vars
+    mapfile -t vars < <(kafka_vars admin)
+    env "${vars[@]}" "$VENV/bin/contentmatch" kafka bootstrap
     for svc in "${SERVICES[@]}"; do
         if service_pid "$svc" >/dev/null; then
             log "$svc: already running"
             continue
         fi
-        setsid bash -c 'echo $$ >"$0"; exec "$@"' "$CM_STATE_DIR/run/$svc.pid" \
+        mapfile -t vars < <(kafka_vars "svc-$svc")
+        setsid env "${vars[@]}" bash -c 'echo $$ >"$0"; exec "$@"' "$CM_STATE_DIR/run/$svc.pid" \
             "$VENV/bin/contentmatch" serve "$svc" \
             </dev/null >>"$CM_STATE_DIR/logs/$svc.log" 2>&1 &
     done
@@ -129,8 +143,9 @@ up) up ;;
 down) down ;;
 status) status ;;
 admin-key) admin_key ;;
+kafka-env) kafka_vars admin | sed 's/^/export /' ;;
 *)
-    echo "usage: $0 up|down|status|admin-key" >&2
+    echo "usage: $0 up|down|status|admin-key|kafka-env" >&2
     exit 2
     ;;
 esac

@@ -39,12 +39,8 @@ def infra() -> Iterator[TestInfra]:
 
 @pytest.fixture(scope="session")
 def settings(infra: TestInfra) -> Settings:
-    return Settings(
-        kafka_bootstrap=f"127.0.0.1:{infra.kafka_port}",
-        s3_endpoint=f"127.0.0.1:{infra.s3_port}",
-        s3_access_key=infra.s3_access_key,
-        s3_secret_key=infra.s3_secret_key,
-    )
+    """The operator's super user: integration tests create topics of their own prefix."""
+    return infra.settings("admin")
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,10 @@ CM_WAIT_TIMEOUT="${CM_WAIT_TIMEOUT:-90}"
 # How long `stop` waits after SIGTERM before SIGKILL.
 CM_STOP_TIMEOUT="${CM_STOP_TIMEOUT:-30}"
 
+# The Kafka principals the infra creates: the operator's super user and one per service.
+KAFKA_SCRAM_USERS=(admin svc-ingest svc-fingerprint svc-match svc-report)
+kafka_users_dir() { printf '%s/kafka/users' "$CM_STATE_DIR"; }
+
 log() { printf '[infra] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 

@@ -4,7 +4,7 @@
     python selftest.py verify   # after a restart: the data is still there
 
 Run by selftest.sh, which starts both servers on their own ports and state dir.
-Reads CM_KAFKA_PORT, CM_S3_PORT, CM_S3_ACCESS_KEY and CM_S3_SECRET_KEY.
+Reads CM_STATE_DIR, CM_KAFKA_PORT, CM_S3_PORT, CM_S3_ACCESS_KEY and CM_S3_SECRET_KEY.
 """
 
 from __future__ import annotations
@@ -20,14 +20,25 @@ import time
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaTimeoutError, UnknownTopicOrPartitionError
+from aiokafka.errors import KafkaError, KafkaTimeoutError, UnknownTopicOrPartitionError
 from minio import Minio
 from minio.error import S3Error
 
 S3_ENDPOINT = f"127.0.0.1:{os.environ['CM_S3_PORT']}"
 ACCESS_KEY = os.environ["CM_S3_ACCESS_KEY"]
 SECRET_KEY = os.environ["CM_S3_SECRET_KEY"]
-KAFKA = f"127.0.0.1:{os.environ['CM_KAFKA_PORT']}"
+# The operator's SCRAM principal that kafka.sh generated.
+KAFKA = {
+    "bootstrap_servers": f"127.0.0.1:{os.environ['CM_KAFKA_PORT']}",
+    "security_protocol": "SASL_PLAINTEXT",
+    "sasl_mechanism": "SCRAM-SHA-512",
+    "sasl_plain_username": "admin",
+    "sasl_plain_password": open(  # noqa: SIM115 - read once at import
+        f"{os.environ['CM_STATE_DIR']}/kafka/users/admin.password"
+    )
+    .read()
+    .strip(),
+}
 
 BUCKET = "selftest"
 BIG_KEY = "media/big.bin"
@@ -117,7 +128,7 @@ def s3_verify() -> None:
 async def consume(group: str, expected: int, wait_s: float = 30.0) -> list[bytes]:
     consumer = AIOKafkaConsumer(
         TOPIC,
-        bootstrap_servers=KAFKA,
+        **KAFKA,
         group_id=group,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -137,7 +148,7 @@ async def consume(group: str, expected: int, wait_s: float = 30.0) -> list[bytes
 
 async def kafka_write() -> None:
     print("kafka: write")
-    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    admin = AIOKafkaAdminClient(**KAFKA)
     await admin.start()
     try:
         if TOPIC not in await admin.list_topics():
@@ -147,7 +158,7 @@ async def kafka_write() -> None:
         await admin.close()
 
     # Idempotent, acks=all: what the services' producers use.
-    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(**KAFKA, acks="all", enable_idempotence=True)
     await producer.start()
     try:
         for i, value in enumerate(MESSAGES):
@@ -158,7 +169,7 @@ async def kafka_write() -> None:
     check(sorted(got) == sorted(MESSAGES), f"consumed {len(got)} messages back")
 
     # auto.create.topics.enable=false: an unknown topic must not spring into existence.
-    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, request_timeout_ms=2000)
+    producer = AIOKafkaProducer(**KAFKA, request_timeout_ms=2000)
     await producer.start()
     try:
         await producer.send_and_wait("selftest.not-registered", b"x")
@@ -168,6 +179,17 @@ async def kafka_write() -> None:
     finally:
         await producer.stop()
     check(not created, "topics are not auto-created")
+
+    # SASL/SCRAM: a wrong password is refused.
+    producer = AIOKafkaProducer(**{**KAFKA, "sasl_plain_password": "wrong"})
+    try:
+        await producer.start()
+        refused = False
+    except KafkaError:
+        refused = True
+    finally:
+        await producer.stop()
+    check(refused, "a wrong SCRAM password is refused")
 
 
 async def kafka_verify() -> None:

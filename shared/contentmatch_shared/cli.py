@@ -194,6 +194,50 @@ def _dlq(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kafka_bootstrap(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from contentmatch_shared.kafka.admin import ensure_topics
+    from contentmatch_shared.kafka.security import SERVICES, apply_service_acls, service_principal
+    from contentmatch_shared.settings import get_settings
+
+    settings = get_settings()
+    asyncio.run(ensure_topics(settings))
+    asyncio.run(apply_service_acls(settings))
+    names = ", ".join(service_principal(s) for s in SERVICES)
+    print(f"topics created; ACLs applied for {names}", file=sys.stderr)
+    return 0
+
+
+def _platform_add(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+
+    from contentmatch_shared.ids import InvalidId, check_tenant
+    from contentmatch_shared.kafka.security import add_platform, platform_principal
+    from contentmatch_shared.settings import get_settings
+
+    try:
+        check_tenant(args.tenant)
+    except InvalidId as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    password = asyncio.run(add_platform(get_settings(), args.tenant))
+    principal = platform_principal(args.tenant)
+    if args.password_file:
+        fd = os.open(args.password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(password + "\n")
+        print(principal)
+    else:
+        print(f"{principal} {password}")
+    print(
+        f"{principal} may write to uploads.submitted only (SCRAM password set or rotated)",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="contentmatch")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -256,6 +300,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     again_dlq.add_argument("--dry-run", action="store_true", help="list, send nothing")
     again_dlq.set_defaults(func=_dlq)
+
+    kafka = sub.add_parser("kafka", help="Kafka principals and ACLs (as the operator)")
+    kafka_sub = kafka.add_subparsers(dest="kafka_command", required=True)
+    kafka_sub.add_parser("bootstrap", help="create the topics and the services' ACLs").set_defaults(
+        func=_kafka_bootstrap
+    )
+
+    platform = sub.add_parser("platform", help="platforms' Kafka principals (as the operator)")
+    platform_sub = platform.add_subparsers(dest="platform_command", required=True)
+    add = platform_sub.add_parser(
+        "add", help="create or re-key a platform's principal: it may only produce uploads"
+    )
+    add.add_argument("tenant")
+    add.add_argument("--password-file", help="write the password here (0600), not to stdout")
+    add.set_defaults(func=_platform_add)
 
     args = parser.parse_args(argv)
     return int(args.func(args))

@@ -10,8 +10,6 @@ import asyncio
 import hashlib
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
-
 from contentmatch_shared.events import (
     ObjectRef,
     UploadMetadata,
@@ -21,6 +19,7 @@ from contentmatch_shared.events import (
     new_id,
     utcnow,
 )
+from contentmatch_shared.kafka.connection import new_producer
 from contentmatch_shared.settings import Settings, get_settings
 from contentmatch_shared.storage import ObjectStore
 from contentmatch_shared.topics import UPLOADS_SUBMITTED
@@ -49,9 +48,7 @@ async def publish_file_async(
         metadata=UploadMetadata(external_id=external_id),
         submitted_at=utcnow(),
     )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
-    )
+    producer = new_producer(settings)
     await producer.start()
     try:
         envelope = make_envelope(event, producer="platform-direct", correlation_id=upload_id)

@@ -16,9 +16,8 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
-from aiokafka import AIOKafkaProducer
-
 from contentmatch_shared.events import WorkSubmitted, encode_event, make_envelope
+from contentmatch_shared.kafka.connection import new_producer
 from contentmatch_shared.settings import Settings, get_settings
 from contentmatch_shared.storage import ObjectStore
 from contentmatch_shared.topics import WORKS_SUBMITTED
@@ -65,9 +64,7 @@ async def refingerprint_works(
     store = ObjectStore(settings)
     producer = None
     if not dry_run:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
-        )
+        producer = new_producer(settings)
         await producer.start()
     done: list[str] = []
     try:

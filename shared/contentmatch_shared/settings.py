@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     topic_prefix: str = ""  # lets several stacks (dev, tests) share one broker safely
     topic_partitions: int = 3
+    # SASL/SCRAM: the local stack, the tests and Strimzi run with authentication and ACLs.
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_username: str = ""
+    kafka_password: str = ""
+    kafka_password_file: str = ""  # read when kafka_password is empty (a mounted secret)
 
     # S3 (any S3 endpoint: MinIO, S3Proxy, AWS)
     s3_endpoint: str = "127.0.0.1:9000"
@@ -115,6 +121,8 @@ class Settings(BaseSettings):
                 raise ValueError("CM_S3_SECRET_KEY must be set in production")
             if not self.admin_key:
                 raise ValueError("CM_ADMIN_KEY must be set in production")
+        if self.kafka_security_protocol != "PLAINTEXT" and not self.kafka_username:
+            raise ValueError(f"CM_KAFKA_USERNAME must be set with {self.kafka_security_protocol}")
         return self
 
     def topic(self, name: str) -> str:

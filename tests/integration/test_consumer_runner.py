@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaConnectionError
 from prometheus_client import REGISTRY
 from urllib3.exceptions import MaxRetryError
@@ -19,6 +19,7 @@ from contentmatch_shared.events import (
     encode_event,
     make_envelope,
 )
+from contentmatch_shared.kafka.connection import new_consumer
 from contentmatch_shared.kafka.producer import EventProducer
 from contentmatch_shared.kafka.runner import ConsumerRunner, DeadLetterLimitExceeded
 from contentmatch_shared.settings import Settings
@@ -87,9 +88,9 @@ async def producer(isolated: Settings):
 async def _dead_letters(
     settings: Settings, expected: int, timeout_s: float = 20
 ) -> list[ConsumerRecord]:
-    consumer = AIOKafkaConsumer(
+    consumer = new_consumer(
+        settings,
         settings.topic(UPLOADS_SUBMITTED.dlq.name),
-        bootstrap_servers=settings.kafka_bootstrap,
         auto_offset_reset="earliest",
         group_id=None,
     )

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-
 from contentmatch_fingerprint.signals.image import fingerprint_image
 from contentmatch_match.catalog import WorkCatalog
 from contentmatch_match.registry import RegistryFollower
@@ -19,6 +17,7 @@ from contentmatch_shared.events import (
     utcnow,
 )
 from contentmatch_shared.fingerprints import AudioFingerprint, ImageFingerprint
+from contentmatch_shared.kafka.connection import new_producer
 from contentmatch_shared.settings import Settings
 from contentmatch_shared.topics import WORKS_REGISTRY
 from tests.fixtures.images import make_image, to_bytes
@@ -52,7 +51,7 @@ async def _follow(settings: Settings) -> tuple[WorkCatalog, RegistryFollower, as
 
 async def test_a_new_follower_rebuilds_the_latest_state_of_every_work(isolated: Settings) -> None:
     topic = isolated.topic(WORKS_REGISTRY.name)
-    producer = AIOKafkaProducer(bootstrap_servers=isolated.kafka_bootstrap, acks="all")
+    producer = new_producer(isolated, enable_idempotence=False)
     await producer.start()
     try:
         await producer.send_and_wait(topic, _entry("wrk_a", 1, "A v1"), key=b"wrk_a")

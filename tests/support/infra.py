@@ -6,11 +6,15 @@ the tests never touch (or depend on) a dev stack started by ``make up``.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from contentmatch_shared.kafka.security import apply_service_acls
+from contentmatch_shared.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "scripts" / "infra"
@@ -25,9 +29,35 @@ class TestInfra:
     s3_access_key: str = "contentmatch"
     s3_secret_key: str = "contentmatch-test-secret"
 
+    def kafka_password_file(self, principal: str) -> Path:
+        """Where kafka.sh generated the principal's password."""
+        return self.state_dir / "kafka" / "users" / f"{principal}.password"
+
+    def kafka_env(self, principal: str) -> dict[str, str]:
+        """CM_* settings that authenticate as ``principal`` (``admin``, ``svc-<service>``)."""
+        return {
+            "CM_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "CM_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "CM_KAFKA_USERNAME": principal,
+            "CM_KAFKA_PASSWORD_FILE": str(self.kafka_password_file(principal)),
+        }
+
+    def settings(self, principal: str = "admin") -> Settings:
+        """Settings of a client of this infrastructure (the operator's super user by default)."""
+        return Settings(
+            kafka_bootstrap=f"127.0.0.1:{self.kafka_port}",
+            kafka_security_protocol="SASL_PLAINTEXT",
+            kafka_sasl_mechanism="SCRAM-SHA-512",
+            kafka_username=principal,
+            kafka_password_file=str(self.kafka_password_file(principal)),
+            s3_endpoint=f"127.0.0.1:{self.s3_port}",
+            s3_access_key=self.s3_access_key,
+            s3_secret_key=self.s3_secret_key,
+        )
+
     @property
     def env(self) -> dict[str, str]:
-        """Variables for the infra scripts and for the services (CM_* settings)."""
+        """Variables for the infra scripts and for clients (CM_* settings, as the operator)."""
         return {
             "CM_STATE_DIR": str(self.state_dir),
             "CM_KAFKA_PORT": str(self.kafka_port),
@@ -37,6 +67,7 @@ class TestInfra:
             "CM_S3_SECRET_KEY": self.s3_secret_key,
             "CM_KAFKA_BOOTSTRAP": f"127.0.0.1:{self.kafka_port}",
             "CM_S3_ENDPOINT": f"127.0.0.1:{self.s3_port}",
+            **self.kafka_env("admin"),
         }
 
     def script(self, name: str, action: str) -> None:
@@ -56,6 +87,8 @@ class TestInfra:
         self.script("s3.sh", "start")
         self.script("kafka.sh", "wait")
         self.script("s3.sh", "wait")
+        # The services' principals get their ACLs as `make up` gives them (topics of no prefix).
+        asyncio.run(apply_service_acls(self.settings()))
 
     def stop(self) -> None:
         if self.state_dir.exists():

@@ -55,7 +55,11 @@ class Stack:
             log = open(self.log_path(service), "ab")  # noqa: SIM115 - owned by the process
             self.procs[service] = subprocess.Popen(
                 [sys.executable, "-m", "contentmatch_shared.cli", "serve", service],
-                env=self.env,
+                env={
+                    **self.env,
+                    **self.infra.kafka_env(f"svc-{service}"),
+                    **self.env_overrides,
+                },
                 cwd=REPO,
                 stdout=log,
                 stderr=subprocess.STDOUT,

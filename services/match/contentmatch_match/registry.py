@@ -11,12 +11,13 @@ import contextlib
 import logging
 import time
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 
 from contentmatch_match.catalog import WorkCatalog
 from contentmatch_shared import metrics
 from contentmatch_shared.events import InvalidEvent, WorkFingerprinted, decode_event
 from contentmatch_shared.fingerprints import indexable_problem
+from contentmatch_shared.kafka.connection import new_consumer
 from contentmatch_shared.settings import Settings
 from contentmatch_shared.topics import WORKS_REGISTRY
 
@@ -31,8 +32,8 @@ class RegistryFollower:
         self._settings = settings
         self._catalog = catalog
         self._topic = settings.topic(WORKS_REGISTRY.name)
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
+        self._consumer = new_consumer(
+            settings,
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

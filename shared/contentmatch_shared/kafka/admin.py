@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from contentmatch_shared.kafka.connection import new_admin
 from contentmatch_shared.settings import Settings
 from contentmatch_shared.topics import TopicSpec, all_specs
 
@@ -34,7 +35,7 @@ async def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> None:
     """Create any missing topic; safe to run from every replica at once."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        admin = new_admin(settings)
         try:
             await admin.start()
             existing = set(await admin.list_topics())

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from contentmatch_shared.availability import DependencyTimeout
 from contentmatch_shared.events import encode_event, make_envelope
+from contentmatch_shared.kafka.connection import new_producer
 from contentmatch_shared.settings import Settings
 from contentmatch_shared.topics import TopicSpec
 
@@ -20,10 +21,8 @@ class EventProducer:
     def __init__(self, settings: Settings, service: str) -> None:
         self._settings = settings
         self._service = service
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            acks="all",
-            enable_idempotence=True,
+        self._producer = new_producer(
+            settings,
             compression_type="gzip",
             max_request_size=8 * 1024 * 1024,
             linger_ms=5,

@@ -30,11 +30,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from contentmatch_shared import metrics
 from contentmatch_shared.events import Envelope, InvalidEvent, decode_event
+from contentmatch_shared.kafka.connection import new_consumer
 from contentmatch_shared.kafka.failures import Failure, classify
 from contentmatch_shared.kafka.producer import EventProducer
 from contentmatch_shared.settings import Settings
@@ -98,8 +99,8 @@ class ConsumerRunner:
         self._handler = handler
         self._producer = producer
         self._dependency_problem = dependency_problem
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
+        self._consumer = new_consumer(
+            settings,
             group_id=group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -1,0 +1,271 @@
+"""Kafka principals and ACLs: SCRAM users and the ACLs of the services and of platforms.
+
+aiokafka's admin client has no call for either, so the two requests are sent as the protocol
+defines them (AlterUserScramCredentials v0, CreateAcls v1). Both are idempotent: running
+``contentmatch kafka bootstrap`` or ``contentmatch platform add`` twice changes nothing
+(a second ``platform add`` rotates the password).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import TypeAlias
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError, for_code
+from aiokafka.protocol.admin import CreateAclsRequest
+from aiokafka.protocol.api import Request, RequestStruct, Response
+from aiokafka.protocol.types import (
+    CompactArray,
+    CompactBytes,
+    CompactString,
+    Int8,
+    Int16,
+    Int32,
+    Schema,
+    TaggedFields,
+)
+
+from contentmatch_shared.kafka.connection import new_admin
+from contentmatch_shared.settings import Settings
+from contentmatch_shared.topics import UPLOADS_SUBMITTED, all_specs
+
+SERVICES = ("ingest", "fingerprint", "match", "report")
+SCRAM_ITERATIONS = 8192  # Kafka's minimum is 4096
+
+
+def service_principal(service: str) -> str:
+    return f"svc-{service}"
+
+
+def platform_principal(tenant: str) -> str:
+    return f"platform-{tenant}"
+
+
+class ResourceType(IntEnum):
+    TOPIC = 2
+    GROUP = 3
+    CLUSTER = 4
+
+
+class PatternType(IntEnum):
+    LITERAL = 3
+    PREFIXED = 4
+
+
+class Operation(IntEnum):
+    READ = 3
+    WRITE = 4
+    CREATE = 5
+    DESCRIBE = 8
+    DESCRIBE_CONFIGS = 10
+
+
+_ALLOW = 3
+_MECHANISMS = {"SCRAM-SHA-256": (1, "sha256"), "SCRAM-SHA-512": (2, "sha512")}
+
+
+@dataclass(frozen=True)
+class Acl:
+    principal: str  # without "User:"
+    resource: ResourceType
+    name: str
+    pattern: PatternType
+    operation: Operation
+
+
+class AlterUserScramCredentialsResponse_v0(Response):
+    API_KEY = 51
+    API_VERSION = 0
+    SCHEMA = Schema(
+        ("throttle_time_ms", Int32),
+        (
+            "results",
+            CompactArray(
+                ("user", CompactString("utf-8")),
+                ("error_code", Int16),
+                ("error_message", CompactString("utf-8")),
+                ("tags", TaggedFields),
+            ),
+        ),
+        ("tags", TaggedFields),
+    )
+
+
+class AlterUserScramCredentialsRequest_v0(RequestStruct):
+    FLEXIBLE_VERSION = True
+    API_KEY = 51
+    API_VERSION = 0
+    RESPONSE_TYPE = AlterUserScramCredentialsResponse_v0
+    SCHEMA = Schema(
+        (
+            "deletions",
+            CompactArray(
+                ("name", CompactString("utf-8")),
+                ("mechanism", Int8),
+                ("tags", TaggedFields),
+            ),
+        ),
+        (
+            "upsertions",
+            CompactArray(
+                ("name", CompactString("utf-8")),
+                ("mechanism", Int8),
+                ("iterations", Int32),
+                ("salt", CompactBytes),
+                ("salted_password", CompactBytes),
+                ("tags", TaggedFields),
+            ),
+        ),
+        ("tags", TaggedFields),
+    )
+
+
+_ScramStruct: TypeAlias = AlterUserScramCredentialsRequest_v0
+
+
+class AlterUserScramCredentialsRequest(Request[_ScramStruct]):
+    API_KEY = 51
+
+    def __init__(
+        self, deletions: list[tuple[str, int]], upsertions: list[tuple[str, int, int, bytes, bytes]]
+    ) -> None:
+        self._deletions = [(*d, {}) for d in deletions]
+        self._upsertions = [(*u, {}) for u in upsertions]
+
+    def build(self, request_struct_class: type[_ScramStruct]) -> _ScramStruct:
+        return request_struct_class(self._deletions, self._upsertions, {})
+
+
+def _raise_for(error_code: int, message: str | None, what: str) -> None:
+    if error_code:
+        raise for_code(error_code)(f"{what}: {message or ''}")
+
+
+async def upsert_scram_user(
+    admin: AIOKafkaAdminClient, name: str, password: str, mechanism: str = "SCRAM-SHA-512"
+) -> None:
+    """Create the user, or replace its password."""
+    code, digest = _MECHANISMS[mechanism]
+    salt = secrets.token_bytes(32)
+    # RFC 5802's Hi() is PBKDF2 with the mechanism's HMAC; the broker stores only its output.
+    salted = hashlib.pbkdf2_hmac(digest, password.encode(), salt, SCRAM_ITERATIONS)
+    request = AlterUserScramCredentialsRequest([], [(name, code, SCRAM_ITERATIONS, salt, salted)])
+    response = await admin._send_request(request)
+    for user, error_code, message, _ in response.results:
+        _raise_for(error_code, message, f"SCRAM credentials of {user}")
+
+
+async def delete_scram_user(
+    admin: AIOKafkaAdminClient, name: str, mechanism: str = "SCRAM-SHA-512"
+) -> None:
+    code, _ = _MECHANISMS[mechanism]
+    response = await admin._send_request(AlterUserScramCredentialsRequest([(name, code)], []))
+    for user, error_code, message, _ in response.results:
+        if error_code != 91:  # RESOURCE_NOT_FOUND: already gone
+            _raise_for(error_code, message, f"SCRAM credentials of {user}")
+
+
+async def create_acls(admin: AIOKafkaAdminClient, acls: list[Acl]) -> None:
+    """Allow each ACL (for any host). Creating an ACL that exists is a no-op."""
+    for acl in acls:
+        request = CreateAclsRequest(
+            resource_type=acl.resource,
+            resource_name=acl.name,
+            resource_pattern_type_filter=acl.pattern,
+            principal=f"User:{acl.principal}",
+            host="*",
+            operation=acl.operation,
+            permission_type=_ALLOW,
+        )
+        response = await admin._send_request(request)
+        for error_code, message in response.creation_responses:
+            _raise_for(error_code, message, f"ACL {acl}")
+
+
+def service_acls(settings: Settings, service: str) -> list[Acl]:
+    """A service reads, writes and creates the registry's topics and joins its own groups; it
+    cannot create users or ACLs (only the operator's super user can)."""
+    principal = service_principal(service)
+    acls = [
+        Acl(principal, ResourceType.TOPIC, settings.topic(spec.name), PatternType.LITERAL, op)
+        for spec in all_specs()
+        for op in (
+            Operation.READ,
+            Operation.WRITE,
+            Operation.DESCRIBE,
+            Operation.CREATE,
+            Operation.DESCRIBE_CONFIGS,
+        )
+    ]
+    acls += [
+        Acl(principal, ResourceType.GROUP, service, PatternType.PREFIXED, op)
+        for op in (Operation.READ, Operation.DESCRIBE)
+    ]
+    return acls
+
+
+def platform_acls(settings: Settings, tenant: str) -> list[Acl]:
+    """A platform may only publish on ``uploads.submitted`` (literal: not its dead letters)."""
+    topic = settings.topic(UPLOADS_SUBMITTED.name)
+    return [
+        Acl(platform_principal(tenant), ResourceType.TOPIC, topic, PatternType.LITERAL, op)
+        for op in (Operation.WRITE, Operation.DESCRIBE)
+    ]
+
+
+async def apply_service_acls(settings: Settings) -> None:
+    """Run with the operator's super user (``contentmatch kafka bootstrap``)."""
+    admin = new_admin(settings)
+    await admin.start()
+    try:
+        for service in SERVICES:
+            await create_acls(admin, service_acls(settings, service))
+    finally:
+        await admin.close()
+
+
+async def add_platform(settings: Settings, tenant: str) -> str:
+    """Create (or re-key) the platform's principal; returns its new password."""
+    password = secrets.token_urlsafe(24)
+    admin = new_admin(settings)
+    await admin.start()
+    try:
+        await upsert_scram_user(
+            admin, platform_principal(tenant), password, settings.kafka_sasl_mechanism
+        )
+        await create_acls(admin, platform_acls(settings, tenant))
+    finally:
+        await admin.close()
+    await _wait_until_accepted(
+        settings.model_copy(
+            update={
+                "kafka_username": platform_principal(tenant),
+                "kafka_password": password,
+                "kafka_password_file": "",
+            }
+        )
+    )
+    return password
+
+
+async def _wait_until_accepted(settings: Settings, timeout_s: float = 20.0) -> None:
+    """The broker applies new credentials from the metadata log a moment after the controller
+    accepted them: return once they authenticate, so the caller can hand them out."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        admin = new_admin(settings, request_timeout_ms=5000)
+        try:
+            await admin.start()
+            return
+        except KafkaError:
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+        finally:
+            await admin.close()

@@ -91,7 +91,7 @@ async def test_records_the_index_cannot_apply_are_skipped_and_never_stop_the_fol
     short_pdq = good.model_copy(update={"hashes": {**good.hashes, "pdq": "ab"}})
     bad_orb = good.model_copy(update={"extra": {**good.extra, "orb": {"n": 3, "desc": "AA"}}})
     no_audio = AudioFingerprint(duration_s=3.0, chromaprint="", item_rate=8.08)
-    producer = AIOKafkaProducer(bootstrap_servers=isolated.kafka_bootstrap, acks="all")
+    producer = new_producer(isolated, enable_idempotence=False)
     await producer.start()
     try:
         await producer.send_and_wait(topic, _entry("wrk_ok", 5, "OK"), key=b"wrk_ok")

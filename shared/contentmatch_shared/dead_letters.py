@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 
+from contentmatch_shared.kafka.connection import new_consumer, new_producer
 from contentmatch_shared.settings import Settings
 from contentmatch_shared.storage import ObjectStore
 from contentmatch_shared.topics import CONSUMED_TOPICS, TopicSpec
@@ -103,8 +104,8 @@ async def read_dead_letters(
 ) -> list[DeadLetter]:
     """Every record on the DLQ topics (or ``topic``'s), oldest first per topic."""
     specs = dlq_specs(topic)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+    consumer = new_consumer(
+        settings,
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -192,9 +193,7 @@ async def redrive(
     if dry_run or not todo:
         return RedriveResult(sent=todo if not dry_run else [], skipped=skipped)
     store = ObjectStore(settings)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True
-    )
+    producer = new_producer(settings)
     await producer.start()
     try:
         for letter in todo:

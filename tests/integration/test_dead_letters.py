@@ -116,6 +116,9 @@ async def test_list_show_and_redrive_once_unless_forced(
         # The command line, as an operator runs it.
         for name, value in {
             "CM_KAFKA_BOOTSTRAP": isolated.kafka_bootstrap,
+            "CM_KAFKA_SECURITY_PROTOCOL": isolated.kafka_security_protocol,
+            "CM_KAFKA_USERNAME": isolated.kafka_username,
+            "CM_KAFKA_PASSWORD_FILE": isolated.kafka_password_file,
             "CM_TOPIC_PREFIX": isolated.topic_prefix,
             "CM_S3_ENDPOINT": isolated.s3_endpoint,
             "CM_S3_ACCESS_KEY": isolated.s3_access_key,

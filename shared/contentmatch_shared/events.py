@@ -133,6 +133,9 @@ class Match(MatchPublic):
     original is stored (for the report's thumbnails; never shown to platforms)."""
 
     work_object: ObjectRef | None = None
+    # What match left out of this match to keep the record within Kafka's limit (see match's
+    # result_bounds); empty for every work registered within ingest's metadata bounds.
+    omitted: list[str] = Field(default_factory=list)
 
 
 class UploadMatched(BaseModel):

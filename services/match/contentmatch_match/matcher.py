@@ -11,6 +11,7 @@ from aiokafka import ConsumerRecord
 
 from contentmatch_match.catalog import WorkCatalog
 from contentmatch_match.registry import RegistryFollower
+from contentmatch_match.result_bounds import bound_result
 from contentmatch_shared import metrics
 from contentmatch_shared.events import Envelope, UploadFingerprinted, UploadMatched, utcnow
 from contentmatch_shared.kafka.failures import DependencyUnavailable
@@ -49,23 +50,27 @@ class UploadMatcher:
         metrics.MATCH_QUERY_SECONDS.labels(payload.media_type).observe(
             time.perf_counter() - started
         )
-        result = UploadMatched(
-            upload_id=payload.upload_id,
-            tenant=payload.tenant,
-            media_type=payload.media_type,
-            object=payload.object,
-            metadata=payload.metadata,
-            matches=matches,
-            submitted_at=payload.submitted_at,
-            matched_at=utcnow(),
-            registry_size=len(self._catalog),
-            duration_s=getattr(payload.fingerprint, "duration_s", None),
+        # Sizing a large result serialises it: off the event loop.
+        result = await asyncio.to_thread(
+            bound_result,
+            UploadMatched(
+                upload_id=payload.upload_id,
+                tenant=payload.tenant,
+                media_type=payload.media_type,
+                object=payload.object,
+                metadata=payload.metadata,
+                matches=matches,
+                submitted_at=payload.submitted_at,
+                matched_at=utcnow(),
+                registry_size=len(self._catalog),
+                duration_s=getattr(payload.fingerprint, "duration_s", None),
+            ),
         )
         await self._runtime.producer.publish(
             UPLOADS_MATCHED, payload.upload_id, result, correlation_id=envelope.correlation_id
         )
-        if matches:
-            for match in matches:
+        if result.matches:
+            for match in result.matches:
                 metrics.MATCHES.labels(match.kind, "matched").inc()
         else:
             metrics.MATCHES.labels("none", "no_match").inc()

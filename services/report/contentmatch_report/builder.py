@@ -191,7 +191,7 @@ def build_reports(
                 "territories": match.territories,
                 "sha256": match.work_object.sha256 if match.work_object else None,
             },
-            "matches": [match.model_dump(mode="json", exclude={"work_object"})],
+            "matches": [match.model_dump(mode="json", exclude={"work_object", "omitted"})],
             "decision": decision_for(match, result.metadata.territory),
             "evidence": evidence_for(match, (attachments or {}).get(match.work_id)),
             "related_reports": [
@@ -200,6 +200,8 @@ def build_reports(
                 if other_id != report_id
             ],
         }
+        if match.omitted:  # a work registered before metadata was bounded
+            report["work"]["omitted"] = match.omitted
         if kind == "attribution":
             report["attribution"] = {
                 "label": "AI-generated",

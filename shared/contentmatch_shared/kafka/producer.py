@@ -14,6 +14,9 @@ from contentmatch_shared.kafka.connection import new_producer
 from contentmatch_shared.settings import Settings
 from contentmatch_shared.topics import TopicSpec
 
+# The largest record a service publishes (the local broker's message.max.bytes is the same).
+MAX_RECORD_BYTES = 8 * 1024 * 1024
+
 
 class EventProducer:
     """Publishes events with idempotent, fully acknowledged writes."""
@@ -24,7 +27,7 @@ class EventProducer:
         self._producer = new_producer(
             settings,
             compression_type="gzip",
-            max_request_size=8 * 1024 * 1024,
+            max_request_size=MAX_RECORD_BYTES,
             linger_ms=5,
         )
 

@@ -6,11 +6,11 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import MessageSizeTooLargeError
 
 from contentmatch_match.result_bounds import bound_result
 from contentmatch_shared.events import Match, ObjectRef, UploadMatched, UploadMetadata, decode_event
+from contentmatch_shared.kafka.connection import new_consumer
 from contentmatch_shared.kafka.producer import EventProducer
 from contentmatch_shared.settings import Settings
 from contentmatch_shared.topics import UPLOADS_MATCHED
@@ -45,11 +45,11 @@ async def test_the_bounded_result_is_published_where_the_full_one_is_refused(
     finally:
         await producer.stop()
 
-    consumer = AIOKafkaConsumer(
+    consumer = new_consumer(
+        isolated,
         isolated.topic(UPLOADS_MATCHED.name),
-        bootstrap_servers=isolated.kafka_bootstrap,
         auto_offset_reset="earliest",
-        enable_auto_commit=False,
+        group_id=None,
         fetch_max_bytes=16 * 1024 * 1024,
         max_partition_fetch_bytes=16 * 1024 * 1024,
     )

@@ -63,6 +63,7 @@ service_env() {
     export CM_S3_ENDPOINT="${CM_S3_ENDPOINT:-127.0.0.1:$CM_S3_PORT}"
     export CM_S3_ACCESS_KEY CM_S3_SECRET_KEY
     export CM_REPORT_SIGNING_KEY_FILE="${CM_REPORT_SIGNING_KEY_FILE:-$CM_STATE_DIR/keys/report-signing.key}"
+    export CM_UPLOAD_TOKEN_SECRET_FILE="${CM_UPLOAD_TOKEN_SECRET_FILE:-$CM_STATE_DIR/keys/upload-token.key}"
     CM_ADMIN_KEY="$(admin_key)"
     export CM_ADMIN_KEY
 }

@@ -39,6 +39,8 @@ def kafka_topic(spec: TopicSpec) -> dict:
     config: dict[str, object] = {"cleanup.policy": spec.cleanup_policy}
     if spec.retention_ms is not None:
         config["retention.ms"] = spec.retention_ms
+    if spec.timestamp_type != "CreateTime":
+        config["message.timestamp.type"] = spec.timestamp_type
     if spec.cleanup_policy == "compact":
         # Compact often: a replica replaying the registry reads less superseded history.
         config["min.cleanable.dirty.ratio"] = 0.1

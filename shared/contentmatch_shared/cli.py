@@ -115,9 +115,23 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _publish_upload(args: argparse.Namespace) -> int:
+    import os
+
+    import httpx
+
     from contentmatch_shared.direct_upload import publish_file
 
-    upload_id = publish_file(args.file, tenant=args.tenant, external_id=args.external_id)
+    api_key = os.environ.get("CM_API_KEY", "")
+    if not api_key:
+        print("error: set CM_API_KEY to the platform's API key", file=sys.stderr)
+        return 2
+    try:
+        upload_id = publish_file(
+            args.file, api_key=api_key, ingest_url=args.url, external_id=args.external_id
+        )
+    except httpx.HTTPStatusError as exc:
+        print(f"error: {exc.response.status_code} {exc.response.text[:300]}", file=sys.stderr)
+        return 1
     print(upload_id)
     return 0
 
@@ -265,10 +279,12 @@ def main(argv: list[str] | None = None) -> int:
     keygen.set_defaults(func=_keygen)
 
     publish = sub.add_parser(
-        "publish-upload", help="put a file into S3 and publish it on the uploads topic"
+        "publish-upload",
+        help="upload a file through a presigned URL and publish it on the uploads topic"
+        " (platform key in CM_API_KEY, platform Kafka principal in CM_KAFKA_*)",
     )
     publish.add_argument("file")
-    publish.add_argument("--tenant", required=True)
+    publish.add_argument("--url", default="http://127.0.0.1:8081", help="the ingest service")
     publish.add_argument("--external-id", default=None)
     publish.set_defaults(func=_publish_upload)
 

@@ -78,6 +78,8 @@ class UploadSubmitted(BaseModel):
     object: ObjectRef
     metadata: UploadMetadata = Field(default_factory=UploadMetadata)
     submitted_at: datetime = Field(default_factory=utcnow)
+    # Issued by ingest (upload_tokens.py): the only proof of tenant, id and object it carries.
+    upload_token: str | None = Field(default=None, max_length=4096)
 
 
 class WorkFingerprinted(BaseModel):

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     bucket_media: str = "cm-media"
     bucket_state: str = "cm-state"
     bucket_reports: str = "cm-reports"
+    # Direct uploads: presigned PUT URLs name this endpoint (the one platforms reach).
+    s3_presign_endpoint: str = ""  # empty: s3_endpoint
+    upload_url_ttl_s: float = Field(default=900.0, gt=0, le=7 * 24 * 3600)
+    upload_token_ttl_s: float = Field(default=3600.0, gt=0)  # publish the event before this
+    upload_token_secret: str = ""  # HMAC secret shared by ingest and fingerprint
+    upload_token_secret_file: str = ".state/keys/upload-token.key"  # used when the above is empty
 
     # HTTP ports of the four services
     host: str = "127.0.0.1"

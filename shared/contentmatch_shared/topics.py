@@ -19,6 +19,8 @@ class TopicSpec:
     partitions: int | None = None  # None: the cluster default from settings
     retention_ms: int | None = None
     description: str = ""
+    # LogAppendTime: the broker dates each record, so its producer cannot backdate it.
+    timestamp_type: Literal["CreateTime", "LogAppendTime"] = "CreateTime"
 
     @property
     def dlq(self) -> TopicSpec:
@@ -43,6 +45,7 @@ UPLOADS_SUBMITTED = TopicSpec(
     key="upload_id",
     event_type="upload.submitted",
     description="An upload was stored (by ingest or a platform directly) and awaits matching.",
+    timestamp_type="LogAppendTime",  # an upload token's expiry is judged on the broker's clock
 )
 WORKS_REGISTRY = TopicSpec(
     name="works.registry",

@@ -1,15 +1,10 @@
-"""Restarts and the direct Kafka path: state survives, the index rebuilds from the registry."""
+"""Restarts: state survives, the index rebuilds from the registry (the direct Kafka path:
+test_platform_trust.py)."""
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
-
-import httpx
 import pytest
 
-from contentmatch_shared.direct_upload import publish_file_async
-from contentmatch_shared.settings import Settings
 from tests.e2e.conftest import Tenants
 from tests.fixtures.images import make_image, to_bytes, transform_bytes
 from tests.support.stack import Stack
@@ -23,32 +18,6 @@ def work(tenants: Tenants) -> tuple[int, str]:
     work_id = tenants.label.register_work(to_bytes(make_image(seed), "PNG"), "r.png", META)
     assert tenants.label.wait_work(work_id)["status"] == "indexed"
     return seed, work_id
-
-
-def test_platform_publishing_straight_to_kafka_gets_the_same_result(
-    tmp_path: Path, settings: Settings, tenants: Tenants, work: tuple[int, str]
-) -> None:
-    seed, work_id = work
-    data, ext = transform_bytes(make_image(seed), "jpeg_q20", seed=seed)
-    path = tmp_path / f"copy.{ext}"
-    path.write_bytes(data)
-    upload_id = asyncio.run(
-        publish_file_async(str(path), tenant="tube", external_id="direct-1", settings=settings)
-    )
-    upload = tenants.tube.wait_upload(upload_id, published_directly=True)
-    assert upload["status"] == "matched", upload
-    assert upload["matches"][0]["work_id"] == work_id
-    assert upload["external_id"] == "direct-1"
-    report = tenants.label_enforcement.report(upload["report_id"])
-    assert report["upload"]["upload_id"] == upload_id
-    # Another platform cannot see it.
-    assert (
-        httpx.get(
-            f"{tenants.other_platform.endpoints.ingest}/v1/uploads/{upload_id}",
-            headers=tenants.other_platform._http.headers,
-        ).status_code
-        == 404
-    )
 
 
 def test_a_restarted_match_replica_rebuilds_its_index_from_the_registry(

@@ -43,6 +43,7 @@ class Stack:
             "CM_MATCH_PORT": str(self.port("match")),
             "CM_REPORT_PORT": str(self.port("report")),
             "CM_REPORT_SIGNING_KEY_FILE": str(state / "keys" / "report-signing.key"),
+            "CM_UPLOAD_TOKEN_SECRET_FILE": str(state / "keys" / "upload-token.key"),
             "CM_CONSUMER_RETRY_BACKOFF_S": "0.2",
             **self.env_overrides,
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import tempfile
 import time
@@ -27,6 +28,7 @@ from contentmatch_shared.events import (
     utcnow,
 )
 from contentmatch_shared.fingerprints import indexable_problem
+from contentmatch_shared.kafka.failures import PoisonRecord
 from contentmatch_shared.runtime import ServiceRuntime
 from contentmatch_shared.topics import (
     MEDIA_FAILED,
@@ -34,6 +36,12 @@ from contentmatch_shared.topics import (
     UPLOADS_SUBMITTED,
     WORKS_REGISTRY,
     WORKS_SUBMITTED,
+)
+from contentmatch_shared.upload_tokens import (
+    UploadRefused,
+    load_secret,
+    published_at,
+    verify_upload,
 )
 
 log = logging.getLogger(__name__)
@@ -53,17 +61,21 @@ class Fingerprinter:
     def __init__(self, runtime: ServiceRuntime, pool: ProcessPoolExecutor) -> None:
         self._runtime = runtime
         self._pool = pool
+        self._upload_secret = load_secret(runtime.settings)
 
     async def __call__(self, envelope: Envelope[Any], record: ConsumerRecord) -> None:
         payload = envelope.payload
         if isinstance(payload, WorkSubmitted):
             subject, subject_id = "work", payload.work_id
         elif isinstance(payload, UploadSubmitted):
+            payload = await self._trusted(payload, envelope, record)
             subject, subject_id = "upload", payload.upload_id
         else:
             return
         try:
-            media_type, fingerprint = await self._fingerprint(payload.object, payload.media_type)
+            media_type, fingerprint, measured = await self._fingerprint(
+                payload.object, payload.media_type
+            )
             if problem := indexable_problem(fingerprint):
                 # Never publish what match cannot apply: the registry is replayed on every start.
                 raise MediaError("fingerprint_invalid", f"unusable fingerprint: {problem}")
@@ -98,7 +110,7 @@ class Fingerprinter:
                 upload_id=payload.upload_id,
                 tenant=payload.tenant,
                 media_type=media_type,
-                object=payload.object,
+                object=measured,
                 metadata=payload.metadata,
                 fingerprint=fingerprint,
                 submitted_at=payload.submitted_at,
@@ -108,7 +120,34 @@ class Fingerprinter:
             topic, subject_id, out, correlation_id=envelope.correlation_id
         )
 
-    async def _fingerprint(self, obj: ObjectRef, media_type: str | None) -> tuple[str, Any]:
+    async def _trusted(
+        self, event: UploadSubmitted, envelope: Envelope[Any], record: ConsumerRecord
+    ) -> UploadSubmitted:
+        """The event as its upload token proves it; a refused one is reported on
+        ``media.failed`` and dead-lettered (it will never pass)."""
+        settings = self._runtime.settings
+        try:
+            return verify_upload(event, settings, self._upload_secret, at=published_at(record))
+        except UploadRefused as exc:
+            failure = MediaFailed(
+                subject="upload",
+                subject_id=event.upload_id[:200],
+                tenant=event.tenant[:200],
+                stage=SERVICE,
+                code=exc.code,
+                message=exc.message,
+                failed_at=utcnow(),
+            )
+            log.warning("refused upload.submitted %r: %s", event.upload_id[:100], exc)
+            await self._runtime.producer.publish(
+                MEDIA_FAILED, failure.subject_id, failure, correlation_id=envelope.correlation_id
+            )
+            raise PoisonRecord(f"upload refused: {exc}") from exc
+
+    async def _fingerprint(
+        self, obj: ObjectRef, media_type: str | None
+    ) -> tuple[str, Any, ObjectRef]:
+        """Media type, fingerprint, and ``obj`` with the sha256 and size of the bytes read."""
         store = self._runtime.store
         limit = self._runtime.settings.max_upload_bytes
         with tempfile.TemporaryDirectory(prefix="cm-fp-") as tmp:
@@ -124,6 +163,8 @@ class Fingerprinter:
             if stat.size is not None and stat.size > limit:
                 raise MediaError("payload_too_large", f"object is {stat.size} bytes > {limit}")
             await store.download_to(obj.bucket, obj.key, path)
+            digest, size = await asyncio.to_thread(_file_digest, path)
+            measured = obj.model_copy(update={"sha256": digest, "size": size})
             loop = asyncio.get_running_loop()
             if media_type is None:
                 media_type = await loop.run_in_executor(self._pool, jobs.sniff_file, path)
@@ -134,4 +175,10 @@ class Fingerprinter:
                 self._pool, jobs.fingerprint_file, path, media_type
             )
             metrics.FINGERPRINT_SECONDS.labels(media_type).observe(time.perf_counter() - started)
-            return media_type, fingerprint
+            return media_type, fingerprint, measured
+
+
+def _file_digest(path: str) -> tuple[str, int]:
+    with open(path, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256")
+        return digest.hexdigest(), f.tell()

@@ -8,11 +8,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from contentmatch_ingest.records import RecordStore
-from contentmatch_ingest.routes import audit, keys, uploads, works
+from contentmatch_ingest.routes import audit, direct_uploads, keys, uploads, works
 from contentmatch_ingest.status import STATUS_TOPICS, StatusRecorder
 from contentmatch_shared.http import install_common
 from contentmatch_shared.runtime import ServiceRuntime
 from contentmatch_shared.settings import Settings, get_settings
+from contentmatch_shared.upload_tokens import load_secret
 
 SERVICE = "ingest"
 # Multipart framing and the metadata field ride on top of the file itself.
@@ -33,7 +34,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.audit = runtime.audit
         app.state.producer = runtime.producer
         app.state.records = records
-        await runtime.add_consumer("ingest-status", STATUS_TOPICS, StatusRecorder(records))
+        app.state.upload_token_secret = secret = load_secret(settings)
+        await runtime.add_consumer(
+            "ingest-status", STATUS_TOPICS, StatusRecorder(records, settings, secret)
+        )
         try:
             yield
         finally:
@@ -56,5 +60,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(keys.router)
     app.include_router(audit.router)
     app.include_router(works.router)
+    app.include_router(direct_uploads.router)
     app.include_router(uploads.router)
     return app

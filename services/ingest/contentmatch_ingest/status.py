@@ -5,6 +5,7 @@ Every handler writes one object whose key derives from the event's subject id: i
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiokafka import ConsumerRecord
@@ -18,6 +19,8 @@ from contentmatch_shared.events import (
     UploadSubmitted,
     WorkFingerprinted,
 )
+from contentmatch_shared.ids import is_id
+from contentmatch_shared.settings import Settings
 from contentmatch_shared.topics import (
     MEDIA_FAILED,
     REPORTS_CREATED,
@@ -26,6 +29,14 @@ from contentmatch_shared.topics import (
     WORKS_REGISTRY,
     TopicSpec,
 )
+from contentmatch_shared.upload_tokens import (
+    UNAUTHENTIC_REFUSALS,
+    UploadRefused,
+    published_at,
+    verify_upload,
+)
+
+log = logging.getLogger(__name__)
 
 STATUS_TOPICS: list[TopicSpec] = [
     WORKS_REGISTRY,
@@ -37,8 +48,10 @@ STATUS_TOPICS: list[TopicSpec] = [
 
 
 class StatusRecorder:
-    def __init__(self, records: RecordStore) -> None:
+    def __init__(self, records: RecordStore, settings: Settings, upload_secret: bytes) -> None:
         self._records = records
+        self._settings = settings
+        self._upload_secret = upload_secret
 
     async def __call__(self, envelope: Envelope[Any], record: ConsumerRecord) -> None:
         payload = envelope.payload
@@ -50,6 +63,10 @@ class StatusRecorder:
                 {"fingerprinted_at": payload.fingerprinted_at.isoformat()},
             )
         elif isinstance(payload, MediaFailed):
+            if payload.code in UNAUTHENTIC_REFUSALS or not is_id(
+                payload.subject_id, "upl" if payload.subject == "upload" else "wrk"
+            ):
+                return  # a refused event's ids were chosen by its publisher: record nothing
             await self._records.put(
                 f"{payload.subject}s", payload.subject_id, "failed", payload.model_dump(mode="json")
             )
@@ -59,6 +76,7 @@ class StatusRecorder:
                 payload.upload_id,
                 "matched",
                 {
+                    "sha256": payload.object.sha256,
                     "media_type": payload.media_type,
                     "matched_at": payload.matched_at.isoformat(),
                     "matches": [m.model_dump(mode="json") for m in payload.matches],
@@ -76,7 +94,15 @@ class StatusRecorder:
                 },
             )
         elif isinstance(payload, UploadSubmitted):
-            # Platforms that publish straight to Kafka: the upload becomes visible over HTTP too.
+            # Platforms that publish straight to Kafka: the upload becomes visible over HTTP too,
+            # once its token proves tenant, id and object (fingerprint reports refusals).
+            try:
+                trusted = verify_upload(
+                    payload, self._settings, self._upload_secret, at=published_at(record)
+                )
+            except UploadRefused as exc:
+                log.warning("not recording upload.submitted %r: %s", payload.upload_id[:100], exc)
+                return
             await self._records.put_if_absent(
-                "uploads", payload.upload_id, "submitted", payload.model_dump(mode="json")
+                "uploads", trusted.upload_id, "submitted", trusted.model_dump(mode="json")
             )

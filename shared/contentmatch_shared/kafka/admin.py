@@ -19,6 +19,8 @@ def _new_topic(spec: TopicSpec, settings: Settings) -> NewTopic:
     configs = {"cleanup.policy": spec.cleanup_policy}
     if spec.retention_ms is not None:
         configs["retention.ms"] = str(spec.retention_ms)
+    if spec.timestamp_type != "CreateTime":
+        configs["message.timestamp.type"] = spec.timestamp_type
     if spec.cleanup_policy == "compact":
         # Compact soon enough that a rebuild reads little more than the live set.
         configs["min.cleanable.dirty.ratio"] = "0.1"

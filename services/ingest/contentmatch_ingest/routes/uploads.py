@@ -24,8 +24,10 @@ from contentmatch_shared.events import (
     utcnow,
 )
 from contentmatch_shared.http import ApiError
+from contentmatch_shared.ids import is_id
 from contentmatch_shared.kafka.producer import EventProducer
 from contentmatch_shared.topics import UPLOADS_SUBMITTED
+from contentmatch_shared.upload_tokens import new_grant, sign_grant
 
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
 
@@ -77,6 +79,9 @@ async def submit_upload(request: Request, response: Response, api_key: CurrentKe
     sniffed, ref = await store_media(
         request, form, guard.media_key(f"uploads/{api_key.tenant}/{upload_id}")
     )
+    grant = new_grant(
+        state.settings, api_key.tenant, upload_id, key=ref.key, sha256=ref.sha256, size=ref.size
+    )
     event = UploadSubmitted(
         upload_id=upload_id,
         tenant=api_key.tenant,
@@ -84,6 +89,7 @@ async def submit_upload(request: Request, response: Response, api_key: CurrentKe
         object=ref,
         metadata=metadata,
         submitted_at=utcnow(),
+        upload_token=sign_grant(grant, state.upload_token_secret),
     )
     await records.put("uploads", upload_id, "submitted", event.model_dump(mode="json"))
     producer: EventProducer = state.producer
@@ -97,6 +103,8 @@ async def submit_upload(request: Request, response: Response, api_key: CurrentKe
 @router.get("/{upload_id}", response_model=UploadPublic, operation_id="get_upload")
 async def get_upload(upload_id: str, request: Request, api_key: CurrentKey) -> UploadPublic:
     require_role(api_key, "platform", "operator")
+    if not is_id(upload_id, "upl"):
+        raise ApiError(404, "not_found", f"no upload {upload_id[:100]!r}: not an upload id")
     records: RecordStore = request.app.state.records
     facts = await records.facts("uploads", upload_id, ("submitted", "matched", "failed"))
     submitted = facts["submitted"]
@@ -125,7 +133,8 @@ async def get_upload(upload_id: str, request: Request, api_key: CurrentKey) -> U
         reports=[ReportRef.model_validate(r) for r in refs],
         tenant=event.tenant,
         external_id=event.metadata.external_id,
-        sha256=event.object.sha256,
+        # A direct upload's sha256 is the fingerprint service's, from the bytes it read.
+        sha256=event.object.sha256 or (matched or {}).get("sha256"),
         submitted_at=event.submitted_at.isoformat(),
         matched_at=(matched or {}).get("matched_at"),
         error={"code": failed["code"], "message": failed["message"]} if failed else None,

@@ -25,6 +25,7 @@ from contentmatch_shared.events import (
     utcnow,
 )
 from contentmatch_shared.http import ApiError
+from contentmatch_shared.ids import is_id
 from contentmatch_shared.kafka.producer import EventProducer
 from contentmatch_shared.topics import WORKS_SUBMITTED
 
@@ -92,6 +93,8 @@ async def register_work(request: Request, response: Response, api_key: CurrentKe
 @router.get("/{work_id}", response_model=WorkPublic, operation_id="get_work")
 async def get_work(work_id: str, request: Request, api_key: CurrentKey) -> WorkPublic:
     require_role(api_key, "rightsholder", "enforcement", "operator")
+    if not is_id(work_id, "wrk"):
+        raise ApiError(404, "not_found", f"no work {work_id[:100]!r}: not a work id")
     records: RecordStore = request.app.state.records
     facts = await records.facts("works", work_id, ("submitted", "indexed", "failed"))
     submitted = facts["submitted"]

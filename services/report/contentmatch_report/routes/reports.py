@@ -24,6 +24,7 @@ from contentmatch_report.signing import ReportSigner
 from contentmatch_report.store import ReportStore, SummaryFilter
 from contentmatch_shared.auth import ApiKey, CurrentKey
 from contentmatch_shared.http import ApiError
+from contentmatch_shared.ids import is_id
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
@@ -91,12 +92,12 @@ async def _readable_report(
     request: Request, api_key: ApiKey, report_id: str
 ) -> tuple[bytes, dict[str, Any]]:
     reports: ReportStore = request.app.state.reports
-    data = await reports.get_bytes(report_id) if report_id.startswith("rep_") else None
+    data = await reports.get_bytes(report_id) if is_id(report_id, "rep") else None
     if data is None:
-        raise ApiError(404, "not_found", f"no report {report_id}")
+        raise ApiError(404, "not_found", f"no report {report_id[:100]!r}")
     report = json.loads(data)
     if not may_read(api_key, report):
-        raise ApiError(404, "not_found", f"no report {report_id}")
+        raise ApiError(404, "not_found", f"no report {report_id[:100]!r}")
     await request.app.state.keys.audit.report_read(api_key, report_id, request.url.path)
     return data, report
 

@@ -8,6 +8,7 @@ skipped. Then the content is checked against the code: topics, settings, probes,
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import os
@@ -41,6 +42,8 @@ CRD_SCHEMAS = {
     ("kafka.strimzi.io/v1beta2", "Kafka"): "kafka.strimzi.io_v1beta2_kafka.json",
     ("kafka.strimzi.io/v1beta2", "KafkaNodePool"): "kafka.strimzi.io_v1beta2_kafkanodepool.json",
     ("kafka.strimzi.io/v1beta2", "KafkaTopic"): "kafka.strimzi.io_v1beta2_kafkatopic.json",
+    ("kafka.strimzi.io/v1beta2", "KafkaUser"): "kafka.strimzi.io_v1beta2_kafkauser.json",
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): "keda.sh_v1alpha1_triggerauthentication.json",
     ("keda.sh/v1alpha1", "ScaledObject"): "keda.sh_v1alpha1_scaledobject.json",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com_v1_servicemonitor.json",
     ("monitoring.coreos.com/v1", "PrometheusRule"): "monitoring.coreos.com_v1_prometheusrule.json",
@@ -153,6 +156,12 @@ def test_validation_rejects_what_it_should(objs: tuple[dict, ...]) -> None:
     pool = copy.deepcopy(by_kind["KafkaNodePool"])
     pool["spec"]["roles"] = ["zookeeper"]
     bad.append(pool)
+    user = copy.deepcopy(by_kind["KafkaUser"])
+    user["spec"]["authorization"]["acls"][0]["operations"] = ["Produce"]
+    bad.append(user)
+    trigger_auth = copy.deepcopy(by_kind["TriggerAuthentication"])
+    del trigger_auth["spec"]["secretTargetRef"][0]["key"]
+    bad.append(trigger_auth)
     for obj in bad:
         with pytest.raises(jsonschema.ValidationError):
             validate(obj)
@@ -258,7 +267,14 @@ def test_settings_come_from_configmaps_and_secrets(objs: tuple[dict, ...], overl
     fields = {f"CM_{f.upper()}" for f in Settings.model_fields}
     data = config_map(objs)
     assert set(data) <= fields, set(data) - fields
-    secret_keys = {"CM_S3_ACCESS_KEY", "CM_S3_SECRET_KEY", "CM_ADMIN_KEY", "CM_REPORT_SIGNING_KEY"}
+    secret_keys = {
+        "CM_S3_ACCESS_KEY",
+        "CM_S3_SECRET_KEY",
+        "CM_ADMIN_KEY",
+        "CM_REPORT_SIGNING_KEY",
+        "CM_UPLOAD_TOKEN_SECRET",
+    }
+    assert "CM_KAFKA_PASSWORD" not in data
     assert not set(data) & secret_keys, "secrets never go into a ConfigMap"
     assert data["CM_ENVIRONMENT"] == ("development" if overlay == "dev" else "production")
     secrets = {s["metadata"]["name"]: s for s in of_kind(objs, "Secret").values()}
@@ -391,3 +407,58 @@ def test_containerfile_builds_one_nonroot_image() -> None:
     user_lines = [line for line in text.splitlines() if line.startswith("USER ")]
     assert user_lines and user_lines[-1].split()[1].split(":")[0] == "10001"
     assert 'ENTRYPOINT ["contentmatch"]' in text
+
+
+# --- Kafka authentication and ACLs ------------------------------------------------------------
+
+
+def test_every_kafka_client_authenticates_as_its_own_principal(
+    objs: tuple[dict, ...], overlay: str
+) -> None:
+    (kafka,) = of_kind(objs, "Kafka").values()
+    (listener,) = kafka["spec"]["kafka"]["listeners"]
+    assert listener["authentication"] == {"type": "scram-sha-512"}
+    assert kafka["spec"]["kafka"]["authorization"]["type"] == "simple"
+    assert "userOperator" in kafka["spec"]["entityOperator"]
+    assert config_map(objs)["CM_KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+    assert config_map(objs)["CM_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    users = of_kind(objs, "KafkaUser")
+    secrets = {s["metadata"]["name"]: s for s in of_kind(objs, "Secret").values()}
+    for name in SERVICES:
+        env = {e["name"]: e for e in container(of_kind(objs, "Deployment")[name])["env"]}
+        principal = env["CM_KAFKA_USERNAME"]["value"]
+        assert principal == f"svc-{name}"
+        # Strimzi's User Operator writes the Secret named after the KafkaUser.
+        assert env["CM_KAFKA_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": principal,
+            "key": "password",
+        }
+        assert users[principal]["spec"]["authentication"]["type"] == "scram-sha-512"
+        assert ("CM_UPLOAD_TOKEN_SECRET" in env) == (name in ("ingest", "fingerprint"))
+    # KEDA reads lag as its own principal: Describe only, password from the Secret it uses.
+    keda = users["keda"]
+    ops = {op for acl in keda["spec"]["authorization"]["acls"] for op in acl["operations"]}
+    assert ops == {"Describe"}
+    password_secret = keda["spec"]["authentication"]["password"]["valueFrom"]["secretKeyRef"]
+    auths = of_kind(objs, "TriggerAuthentication")
+    for so in of_kind(objs, "ScaledObject").values():
+        for trigger in so["spec"]["triggers"]:
+            refs = auths[trigger["authenticationRef"]["name"]]["spec"]["secretTargetRef"]
+            assert {r["parameter"] for r in refs} == {"sasl", "username", "password"}
+            assert {r["name"] for r in refs} == {password_secret["name"]}
+            if overlay == "dev":
+                data = secrets[password_secret["name"]]["data"]
+                assert {r["key"] for r in refs} <= set(data)
+                assert base64.b64decode(data["sasl"]) == b"scram_sha512"
+
+
+def test_the_platform_example_may_only_publish_uploads() -> None:
+    (user,) = yaml.safe_load_all((K8S / "examples" / "platform-kafkauser.yaml").read_text())
+    validate(user)
+    assert user["metadata"]["name"].startswith("platform-")
+    assert user["spec"]["authorization"]["acls"] == [
+        {
+            "resource": {"type": "topic", "name": "uploads.submitted", "patternType": "literal"},
+            "operations": ["Write", "Describe"],
+        }
+    ]

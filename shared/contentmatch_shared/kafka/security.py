@@ -209,6 +209,19 @@ def service_acls(settings: Settings, service: str) -> list[Acl]:
     return acls
 
 
+def lag_reader_acls(settings: Settings, principal: str, groups: tuple[str, ...]) -> list[Acl]:
+    """An autoscaler reading consumer lag (KEDA): describe the topics and the groups, no more."""
+    acls = [
+        Acl(principal, ResourceType.TOPIC, settings.topic(s.name), PatternType.LITERAL, op)
+        for s in all_specs()
+        for op in (Operation.DESCRIBE,)
+    ]
+    return acls + [
+        Acl(principal, ResourceType.GROUP, g, PatternType.LITERAL, Operation.DESCRIBE)
+        for g in groups
+    ]
+
+
 def platform_acls(settings: Settings, tenant: str) -> list[Acl]:
     """A platform may only publish on ``uploads.submitted`` (literal: not its dead letters)."""
     topic = settings.topic(UPLOADS_SUBMITTED.name)

@@ -100,6 +100,7 @@ DISTANCE_KEYS = {
 AGREEMENT_KEYS = {
     "orb_inliers": "ORB keypoints that agree on one geometric transform",
     "landmark_matches": "audio landmark hashes that agree on one time offset",
+    "triplet_matches": "audio peak triplets that agree on one pitch shift, time scale and offset",
 }
 
 

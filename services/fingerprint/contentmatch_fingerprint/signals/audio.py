@@ -23,7 +23,10 @@ import numpy as np
 
 from contentmatch_shared.errors import MediaError
 from contentmatch_shared.fingerprints import AudioFingerprint
+from contentmatch_shared.peaks_payload import LANDMARK_PEAKS_KEY, PEAKS_KEY, encode_bin_peaks
 from contentmatch_shared.settings import get_settings
+
+from .audio_peaks import PeakStream
 
 SAMPLE_RATE = 11025  # Chromaprint's internal rate: decoding straight to it skips its resampler
 ITEM_HOP = 1365  # samples between items (frame 4096, overlap 2/3) for the default algorithm
@@ -46,6 +49,12 @@ LM_FANOUT = 3  # targets per anchor
 LM_DT_MAX = 63  # frames (1.46 s)
 LM_DF_MAX = 31  # bins
 LM_BLOCK = 1024  # STFT frames per peak-picking block (~24 s: bounded memory, cache-sized)
+# Dense peaks (extra["landmark_peaks"], for music under a louder foreground; the match service
+# pairs them on the query side): a smaller neighbourhood, a lower contrast, more per second.
+LM_DENSE_T = 3  # frames
+LM_DENSE_F = 3  # bins
+LM_DENSE_CONTRAST = 3.0  # dB
+LM_DENSE_PEAKS_PER_S = 30
 
 _lib = None
 
@@ -149,6 +158,7 @@ class _LandmarkStream:
         self._rows0 = 0
         self._b0 = 0  # first frame whose peaks are not picked yet
         self._peaks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._dense: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
     def feed(self, pcm: np.ndarray) -> None:
         import scipy.fft
@@ -185,12 +195,36 @@ class _LandmarkStream:
             t = t + a
             own = (t >= b0) & (t < min(end, b0 + LM_BLOCK))
             self._peaks.append((t[own], f[own], v[own]))
+            block = rows[a - self._rows0 : b - self._rows0]
+            t, f, v = _block_maxima(block, LM_DENSE_T, LM_DENSE_F, LM_DENSE_CONTRAST)
+            t = t + a
+            own = (t >= b0) & (t < min(end, b0 + LM_BLOCK))
+            self._dense.append((t[own], f[own], v[own]))
             self._b0 = b0 + LM_BLOCK
             keep = max(0, self._b0 - margin) - self._rows0
             if keep > 0:
                 self._rows = [rows[keep:]]
                 self._rows0 += keep
                 self._n_rows -= keep
+
+    def dense_peaks(self) -> str:
+        """The dense peaks' payload (after ``finish``): the strongest LM_DENSE_PEAKS_PER_S of
+        every second, time-sorted."""
+        if not self._dense:
+            return encode_bin_peaks(np.zeros(0, np.int64), np.zeros(0, np.int64))
+        t = np.concatenate([p[0] for p in self._dense])
+        f = np.concatenate([p[1] for p in self._dense])
+        v = np.concatenate([p[2] for p in self._dense])
+        # the budget is per quarter second: in a pause of the foreground the music's peaks get
+        # their share (per second, the foreground's stronger peaks would take all of it)
+        sec = (t * LM_HOP * 4) // SAMPLE_RATE
+        order = np.lexsort((-v, sec))
+        t, f, sec = t[order], f[order], sec[order]
+        per = LM_DENSE_PEAKS_PER_S // 4
+        keep = (np.arange(len(sec)) - np.searchsorted(sec, sec, "left")) < per
+        t, f = t[keep], f[keep]
+        order = np.lexsort((f, t))
+        return encode_bin_peaks(t[order], f[order])
 
     def finish(self) -> tuple[np.ndarray, np.ndarray]:
         if self._rows0 + self._n_rows >= 2 * LM_PEAK_T + 2:
@@ -246,16 +280,25 @@ def _block_peaks(s_db: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Local maxima of one block of the dB spectrogram: (frame, bin, contrast) in the block.
 
     Same as ``scipy.ndimage`` ``maximum_filter`` / ``uniform_filter`` with ``mode="nearest"``."""
-    wt, wf = 2 * LM_PEAK_T + 1, 2 * LM_PEAK_F + 1
+    return _block_maxima(s_db, LM_PEAK_T, LM_PEAK_F, 6.0)
+
+
+def _block_maxima(
+    s_db: np.ndarray, peak_t: int, peak_f: int, min_contrast: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    wt, wf = 2 * LM_PEAK_T + 1, 2 * peak_f + 1
     pf = _MEAN_F // 2
     x = np.pad(s_db, ((LM_PEAK_T, LM_PEAK_T), (pf, pf)), mode="edge")
     # contrast against a wide local mean: robust to EQ / band-pass tilt and to level
     local_sum = _window_reduce(np.add, _window_reduce(np.add, x, wt, 0), _MEAN_F, 1)
     contrast = s_db - local_sum * np.float32(1.0 / (wt * _MEAN_F))
-    inner = x[:, pf - LM_PEAK_F : x.shape[1] - (pf - LM_PEAK_F)]
-    local_max = _window_reduce(np.maximum, _window_reduce(np.maximum, inner, wt, 0), wf, 1)
+    dt = LM_PEAK_T - peak_t
+    inner = x[dt : x.shape[0] - dt, pf - peak_f : x.shape[1] - (pf - peak_f)]
+    local_max = _window_reduce(
+        np.maximum, _window_reduce(np.maximum, inner, 2 * peak_t + 1, 0), wf, 1
+    )
     is_max = s_db == local_max
-    is_max &= contrast > 6.0
+    is_max &= contrast > min_contrast
     is_max &= s_db > -70.0
     t, f = np.nonzero(is_max)
     return t, f, contrast[t, f]
@@ -361,6 +404,7 @@ def fingerprint_audio(path: str, max_duration_s: float | None = None) -> AudioFi
     _grow_pipe(proc.stdout)
     cp = _Chromaprint(SAMPLE_RATE)
     lm = _LandmarkStream()
+    pk = PeakStream()
     n_bytes = 0
     carry = b""
     assert proc.stdout is not None and proc.stderr is not None
@@ -376,7 +420,9 @@ def fingerprint_audio(path: str, max_duration_s: float | None = None) -> AudioFi
             chunk = carry + chunk
             usable = len(chunk) & ~1
             carry = chunk[usable:]
-            lm.feed(np.frombuffer(chunk[:usable], dtype="<i2"))
+            pcm = np.frombuffer(chunk[:usable], dtype="<i2")
+            lm.feed(pcm)
+            pk.feed(pcm)
         stderr = proc.stderr.read()
         rc = proc.wait(timeout=settings.audio_decode_timeout_s)
     except BaseException:
@@ -413,5 +459,7 @@ def fingerprint_audio(path: str, max_duration_s: float | None = None) -> AudioFi
         extra={
             "landmarks": encode_landmarks(lm_hashes, lm_frames),
             "landmark_count": len(lm_hashes),
+            PEAKS_KEY: pk.payload(),
+            LANDMARK_PEAKS_KEY: lm.dense_peaks(),
         },
     )

@@ -32,6 +32,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import audio_background as bg
+from .audio_shift import N_KEYS as SH_N_KEYS
+from .audio_shift import SH_LEAD_PITCH, SH_LEAD_SCALE, TripletIndex, Triplets, decode_triplets
 from .base import IndexHit, Segment
 
 # ------------------------------------------------------------------------------------ calibration
@@ -61,6 +64,12 @@ CP_MAX_BER_SHORT = 0.14  # ... this at CP_MIN_SEG_ITEMS
 CP_KEY_CAP_FACTOR = 40  # skip query keys whose posting list is > this x the mean list (silence...)
 CP_KEY_CAP_MIN = 2000
 CP_BER_RANDOM = 0.5  # BER of unrelated audio; score = 1 - BER / CP_BER_RANDOM
+# Silence, near-silence and one held frame give (nearly) the same item over and over; two such
+# stretches agree at BER ~0 whatever they are, so they are no evidence. An item is static when the
+# items CP_STATIC_LAG apart around it differ by fewer than CP_STATIC_BITS bits on average (music:
+# >= 4 bits at the 1st percentile of windows, digital silence 0, a -78 dBFS noise floor < 2).
+CP_STATIC_LAG = 8  # items (~1 s)
+CP_STATIC_BITS = 2.5
 
 # Landmarks (times in STFT frames of the fingerprint signal, 11025 Hz / hop 256 ~ 43.07 frames/s).
 LM_FRAME_RATE = 11025 / 256
@@ -116,6 +125,8 @@ class _Query:
     duration_s: float
     lm_hashes: np.ndarray | None
     lm_frames: np.ndarray | None
+    triplets: Triplets | None = None
+    extra: dict | None = None  # the rest of the payload, decoded on demand (dense peaks)
 
 
 def _parse(fingerprint: object) -> _Query:
@@ -130,7 +141,8 @@ def _parse(fingerprint: object) -> _Query:
     lm_h = lm_f = None
     if isinstance(extra, dict) and extra.get("landmarks"):
         lm_h, lm_f = decode_landmarks(str(extra["landmarks"]))
-    return _Query(items, rate, duration, lm_h, lm_f)
+    rest = extra if isinstance(extra, dict) else None
+    return _Query(items, rate, duration, lm_h, lm_f, decode_triplets(extra), rest)
 
 
 # ---------------------------------------------------------------------------- inverted LSM runs
@@ -242,6 +254,8 @@ class AudioIndex:
         self._lm_next = 0
         self._cp = _Runs(np.uint16 if CP_KEY_BITS <= 16 else np.uint32)
         self._lm = _Runs(np.uint32)
+        # third signal: pitch/speed-invariant peak triplets (index/audio_shift.py)
+        self._sh = TripletIndex(lambda: _Runs(np.uint16 if SH_N_KEYS <= 1 << 16 else np.uint32))
         self._dead_items = 0
 
     # ---------------------------------------------------------------- MediaIndex protocol
@@ -256,6 +270,7 @@ class AudioIndex:
                 self._arena.nbytes
                 + self._cp.nbytes()
                 + self._lm.nbytes()
+                + self._sh.nbytes()
                 + self._cp_starts.nbytes
                 + self._lm_starts.nbytes
                 + self._alive.nbytes
@@ -292,6 +307,8 @@ class AudioIndex:
                     q.lm_hashes & np.uint32((1 << LM_KEY_BITS) - 1),
                     q.lm_frames.astype(np.int64) + lm_start,
                 )
+            if q.triplets is not None:
+                self._sh.add(slot_id, q.triplets)
 
     def remove(self, work_id: str) -> None:
         with self._lock:
@@ -302,7 +319,13 @@ class AudioIndex:
         with self._lock:
             if not self._by_work:
                 return []
-            matches = self._search_chromaprint(q) + self._search_landmarks(q)
+            matches = (
+                self._search_chromaprint(q) + self._search_landmarks(q) + self._search_triplets(q)
+            )
+            if not matches:  # nothing in the foreground: registered music in the background?
+                dense = bg.dense_landmarks(q.extra)
+                if dense is not None:
+                    matches = self._search_landmarks(q, dense)
             merged = _merge_matches(matches)
             self._resolve_overlaps(q, merged)
         merged.sort(key=lambda m: -m.score)
@@ -371,6 +394,9 @@ class AudioIndex:
         self._lm.filter(lambda p: alive[slot_of(lm_starts, p)])
         self._cp.remap(lambda p: p.astype(np.int64) + cp_shift[slot_of(cp_starts, p)])
         self._lm.remap(lambda p: p.astype(np.int64) + lm_shift[slot_of(lm_starts, p)])
+        new_slot = np.full(len(self._slots), -1, np.int64)
+        new_slot[live] = np.arange(len(live))
+        self._sh.compact(alive, new_slot)
 
         slots = []
         self._by_work = {}
@@ -400,6 +426,7 @@ class AudioIndex:
         qi, pos = self._cp.lookup(items >> np.uint32(32 - CP_KEY_BITS), cap)
         if len(qi) == 0:
             return []
+        q_static = static_items(items)
         diag = pos - qi + nq  # >= 0
         cands = _top_buckets(diag, qi, nq, CP_BUCKET, CP_MIN_VOTES, CP_MAX_CANDIDATES + nq // 40)
         matches: list[_Match] = []
@@ -419,6 +446,7 @@ class AudioIndex:
             if m is None:
                 continue
             off, scale, errs = m
+            errs = _mask_static(errs, q_static, ref, off, scale)
             for j0, j1, ber in _runs_below(errs):
                 key = (slot_id, off, scale, j0, j1)
                 if any(
@@ -456,23 +484,66 @@ class AudioIndex:
                 )
         return matches
 
+    # ---------------------------------------------------------------- triplets
+
+    def _search_triplets(self, q: _Query) -> list[_Match]:
+        if q.triplets is None or len(q.triplets) == 0 or self._sh.size() == 0:
+            return []
+        q_static = static_items(q.items)
+
+        def static_of(slot_id: int, frames: np.ndarray, is_query: bool) -> np.ndarray:
+            if is_query:
+                return _frames_static(frames, q_static, q.item_rate)
+            slot = self._slots[slot_id]
+            return _frames_static(frames, self._slot_static(slot), slot.item_rate)
+
+        def ref_duration(slot_id: int) -> float:
+            slot = self._slots[slot_id]
+            return slot.cp_len / slot.item_rate + CP_ITEM_SPAN_S
+
+        out = []
+        for m in self._sh.search(q.triplets, self._alive, static_of, q.duration_s, ref_duration):
+            seg = Segment(
+                query_start=m.query_start,
+                query_end=m.query_end,
+                ref_start=m.ref_start,
+                ref_end=m.ref_end,
+            )
+            evidence: dict[str, object] = {
+                "triplet_matches": m.n,
+                "time_scale": round(m.scale, 4),
+                "pitch_shift_semitones": round(m.pitch, 2),
+            }
+            work_id = self._slots[m.slot].work_id
+            out.append(_Match(work_id, "triplets", m.score, 1.0 - m.score, [seg], evidence))
+        return out
+
     # ---------------------------------------------------------------- landmarks
 
-    def _search_landmarks(self, q: _Query) -> list[_Match]:
-        if q.lm_hashes is None or len(q.lm_hashes) == 0 or self._lm.size() == 0:
+    def _search_landmarks(
+        self, q: _Query, dense: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> list[_Match]:
+        """Landmark voting; with ``dense`` (the query's dense-peak hashes, see
+        audio_background.py) the background-music pass with its own thresholds."""
+        q_hashes, q_frames = (q.lm_hashes, q.lm_frames) if dense is None else dense
+        min_matches = LM_MIN_MATCHES if dense is None else bg.BG_MIN_MATCHES
+        min_density = LM_MIN_DENSITY if dense is None else bg.BG_MIN_DENSITY
+        max_cands = LM_MAX_CANDIDATES if dense is None else bg.BG_MAX_CANDIDATES
+        signal = "landmarks" if dense is None else "landmarks_dense"
+        bucket = LM_BUCKET if dense is None else bg.BG_BUCKET
+        if q_hashes is None or q_frames is None or len(q_hashes) == 0 or self._lm.size() == 0:
             return []
-        hashes = q.lm_hashes & np.uint32((1 << LM_KEY_BITS) - 1)
-        qt = q.lm_frames.astype(np.int64)
+        hashes = q_hashes & np.uint32((1 << LM_KEY_BITS) - 1)
+        qt = q_frames.astype(np.int64)
         cap = max(LM_KEY_CAP_MIN, LM_KEY_CAP_FACTOR * self._lm.size() // (1 << LM_KEY_BITS))
         qi, pos = self._lm.lookup(hashes, cap)
         if len(qi) == 0:
             return []
         tq = qt[qi]
+        q_static = static_items(q.items)
         span = int(qt.max()) + 1
         diag = pos - tq + span
-        cands = _top_buckets(
-            diag, qi, len(qt), LM_BUCKET, LM_MIN_MATCHES, LM_MAX_CANDIDATES + len(qt) // 400
-        )
+        cands = _top_buckets(diag, qi, len(qt), bucket, min_matches, max_cands + len(qt) // 400)
         matches: list[_Match] = []
         used: set[tuple[int, int]] = set()
         for sel in cands:
@@ -486,14 +557,22 @@ class AudioIndex:
             keep = np.array([kp not in used for kp in key_pairs], bool)
             _, first = np.unique(h[keep], return_index=True)
             idx = np.flatnonzero(keep)[first]
-            if len(idx) < LM_MIN_MATCHES:
+            if len(idx) < min_matches:
                 continue
             t_m, r_m = t[idx], p[idx] - slot.lm_start
             # query span of the agreeing hashes
             q0, q1 = int(t_m.min()), int(t_m.max())
             n_in_span = int(((qt >= q0) & (qt <= q1)).sum())
             n = len(idx)
-            if n / max(1, n_in_span) < LM_MIN_DENSITY:
+            if n / max(1, n_in_span) < min_density:
+                continue
+            # hashes from silence or one held frame (static Chromaprint items on either side)
+            # agree at every offset and are no evidence
+            live = ~(
+                _frames_static(t_m, q_static, q.item_rate)
+                | _frames_static(r_m, self._slot_static(slot), slot.item_rate)
+            )
+            if int(live.sum()) < min_matches:
                 continue
             used.update((int(a), int(b)) for a, b in zip(h[idx], p[idx], strict=True))
             # the segment's ends must be supported: stray chance hashes far outside the run of
@@ -534,8 +613,11 @@ class AudioIndex:
             ber = self._ber_at(q, slot, off / LM_FRAME_RATE, scale, qs, qe)
             if ber is not None:
                 evidence["chromaprint_ber"] = round(ber, 4)
-            matches.append(_Match(slot.work_id, "landmarks", score, 1.0 - score, [seg], evidence))
+            matches.append(_Match(slot.work_id, signal, score, 1.0 - score, [seg], evidence))
         return _tie_break_repeats(matches)
+
+    def _slot_static(self, slot: _Slot) -> np.ndarray:
+        return static_items(self._arena[slot.cp_start : slot.cp_start + slot.cp_len])
 
     def _resolve_overlaps(self, q: _Query, merged: list[_Match]) -> None:
         """Two works claiming the same stretch of the query at an edge of one of them (a mashup's
@@ -722,6 +804,47 @@ def _verify_chromaprint(items: np.ndarray, ref: np.ndarray, j: np.ndarray, local
     return best
 
 
+def static_items(items: np.ndarray) -> np.ndarray:
+    """Mask of the items that sit in silence, near-silence or one held frame (see
+    ``CP_STATIC_BITS``): the mean bit change over ``CP_STATIC_LAG`` items, taken over the lags
+    that touch the item, is below ``CP_STATIC_BITS``."""
+    n = len(items)
+    k = CP_STATIC_LAG
+    if n <= k:
+        return np.zeros(n, bool)
+    d = _popcount(items[k:] ^ items[:-k]).astype(np.float32)  # d[i]: items i and i + k
+    c = np.concatenate([[0.0], np.cumsum(d)])
+    i = np.arange(n)
+    lo = np.clip(i - k, 0, len(d))  # lags starting in [i - k, i] touch item i
+    hi = np.clip(i + 1, 0, len(d))
+    mean = (c[hi] - c[lo]) / np.maximum(hi - lo, 1)
+    return mean < CP_STATIC_BITS
+
+
+def _frames_static(frames: np.ndarray, static: np.ndarray, item_rate: float) -> np.ndarray:
+    """For landmark frames: is the Chromaprint item centred there static?"""
+    if len(static) == 0:
+        return np.zeros(len(frames), bool)
+    j = np.rint((frames / LM_FRAME_RATE - CP_ITEM_SPAN_S / 2) * item_rate).astype(np.int64)
+    return static[np.clip(j, 0, len(static) - 1)]
+
+
+def _mask_static(
+    errs: np.ndarray, q_static: np.ndarray, ref: np.ndarray, off: float, scale: float
+) -> np.ndarray:
+    """``errs`` (per query item) with the items that are static in the query or at their aligned
+    reference item set to NaN: such stretches never make or extend a matched run."""
+    r = np.rint(off + scale * np.arange(len(errs))).astype(np.int64)
+    ok = (r >= 0) & (r < len(ref))
+    if not ok.any():
+        return errs
+    lo, hi = int(r[ok].min()), int(r[ok].max()) + 1
+    a, b = max(0, lo - CP_STATIC_LAG), min(len(ref), hi + CP_STATIC_LAG)
+    r_static = np.zeros(len(errs), bool)
+    r_static[ok] = static_items(ref[a:b])[r[ok] - a]
+    return np.where(q_static | r_static, np.nan, errs)
+
+
 def _runs_below(errs: np.ndarray) -> list[tuple[int, int, float]]:
     """Runs (j0, j1 inclusive, mean BER) where smoothed BER < CP_SEG_BER, long and good enough."""
     valid = ~np.isnan(errs)
@@ -791,6 +914,18 @@ def _extend(t: Segment, qs: float, qe: float) -> Segment:
     )
 
 
+def _merge_rank(m: _Match) -> int:
+    """Which signal's segments and alignment lead a work's merged result: the triplets when the
+    copy is pitch-shifted or time-scaled beyond what the other signals model, else Chromaprint
+    (the most precise alignment), then the rest."""
+    if m.signal == "triplets" and (
+        abs(float(m.evidence.get("pitch_shift_semitones", 0.0))) >= SH_LEAD_PITCH
+        or abs(float(m.evidence.get("time_scale", 1.0)) - 1.0) >= SH_LEAD_SCALE
+    ):
+        return 0
+    return 1 if m.signal == "chromaprint" else 2
+
+
 def _merge_matches(matches: list[_Match]) -> list[_Match]:
     """One result per work: best signal's score; segments merged across signals."""
     by_work: dict[str, list[_Match]] = {}
@@ -805,7 +940,7 @@ def _merge_matches(matches: list[_Match]) -> list[_Match]:
         # best evidence first; a segment aligned with a kept one extends it; one whose query span is
         # mostly covered by a better segment at another alignment (a repeat inside the work, or
         # chance) is dropped
-        for m in sorted(ms, key=lambda m: (m.signal != "chromaprint", -m.score)):
+        for m in sorted(ms, key=lambda m: (_merge_rank(m), -m.score)):
             for s in m.segments:
                 dup = False
                 for i, t in enumerate(segs):
@@ -826,5 +961,7 @@ def _merge_matches(matches: list[_Match]) -> list[_Match]:
             for k, v in m.evidence.items():
                 evidence.setdefault(k, v)
         segs.sort(key=lambda s: s.query_start)
-        out.append(_Match(work_id, best.signal, best.score, best.distance, segs, evidence))
+        # the signal named is the one whose alignment leads (see _merge_rank); the score is the best
+        lead = min(ms, key=lambda m: (_merge_rank(m), -m.score))
+        out.append(_Match(work_id, lead.signal, best.score, best.distance, segs, evidence))
     return out

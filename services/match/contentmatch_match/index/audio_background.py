@@ -1,0 +1,64 @@
+"""Music in the background: query-side landmark hashes from the dense peaks.
+
+Under speech or a louder track, the registered music's spectral peaks are no longer the strongest
+ones of the query, so the query's landmarks (the strongest peaks, paired with their next few
+neighbours) share few hashes with the reference's. The fingerprint service also sends the dense
+peaks (``extra["landmark_peaks"]``: smaller neighbourhood, lower contrast, more per second, same
+STFT and bins as the landmarks). Paired here with a larger fan-out, they contain most of the
+reference's peak pairs even with foreground peaks in between; they are looked up in the same
+landmark index and voted on the same way, with their own, higher acceptance count (many more
+query hashes mean more chance agreement; calibrated on never-registered queries).
+
+The hash layout must equal the fingerprint service's landmark pairing
+(``contentmatch_fingerprint.signals.audio._pair_peaks``); a unit test checks that it does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from contentmatch_shared.peaks_payload import LANDMARK_PEAKS_KEY, decode_bin_peaks
+
+# ------------------------------------------------------------------------------------ calibration
+BG_FANOUT = 12  # targets per anchor (the references pair with 3 of their sparser peaks)
+BG_DT_MAX = 63  # frames, as the landmarks
+BG_DF_MAX = 31  # bins, as the landmarks
+BG_MIN_MATCHES = 10  # distinct agreeing query hashes on one offset (never-registered: <= 6 seen)
+BG_MIN_DENSITY = 0.0  # most dense hashes are the foreground's: no density floor
+BG_MAX_CANDIDATES = 30
+BG_BUCKET = 3  # frames per offset bucket: the background music is not time-scaled
+
+
+def dense_landmarks(extra: object) -> tuple[np.ndarray, np.ndarray] | None:
+    """(hashes uint32, frames uint32) of the query's dense peaks, or None without them."""
+    if not isinstance(extra, dict) or not extra.get(LANDMARK_PEAKS_KEY):
+        return None
+    t, f = decode_bin_peaks(str(extra[LANDMARK_PEAKS_KEY]))
+    return pair_peaks(t, f, BG_FANOUT)
+
+
+def pair_peaks(t: np.ndarray, f: np.ndarray, fanout: int) -> tuple[np.ndarray, np.ndarray]:
+    """Landmark hashes ``f1 << 13 | (df + 32) << 6 | dt`` of every anchor with its next
+    ``fanout`` peaks inside the target zone; (hashes, anchor frames), sorted by frame."""
+    t = np.asarray(t, dtype=np.int64)
+    f = np.asarray(f, dtype=np.int64)
+    order = np.lexsort((f, t))
+    t, f = t[order], f[order]
+    hashes, anchors = [], []
+    taken = np.zeros(len(t), np.int64)
+    for k in range(1, 8 * fanout + 1):
+        if k >= len(t):
+            break
+        dt = t[k:] - t[:-k]
+        df = f[k:] - f[:-k]
+        ok = (dt >= 1) & (dt <= BG_DT_MAX) & (np.abs(df) <= BG_DF_MAX) & (taken[:-k] < fanout)
+        idx = np.flatnonzero(ok)
+        taken[idx] += 1
+        hashes.append((f[idx] << 13) | ((df[idx] + 32) << 6) | dt[idx])
+        anchors.append(t[idx])
+    if not hashes:
+        return np.zeros(0, np.uint32), np.zeros(0, np.uint32)
+    h = np.concatenate(hashes).astype(np.uint32)
+    at = np.concatenate(anchors).astype(np.uint32)
+    order = np.argsort(at, kind="stable")
+    return h[order], at[order]

@@ -61,7 +61,7 @@ def _assert_found(upload: dict, work_id: str, ref_start: float, scale: float) ->
     assert segs, best
     s = max(segs, key=lambda s: s["query_end"] - s["query_start"])
     q_len = s["query_end"] - s["query_start"]
-    assert q_len >= 7.0, segs
+    assert q_len >= 5.0, segs
     # the reference time at the query's start, and the reference span is the query's x scale
     r0 = s["ref_start"] - scale * s["query_start"]
     assert abs(r0 - ref_start) <= 1.0, segs

@@ -580,6 +580,8 @@ class AudioIndex:
             core = _supported_span(t_m)
             t_m, r_m = t_m[core], r_m[core]
             q0, q1 = int(t_m.min()), int(t_m.max())
+            if dense is not None and (q1 - q0) / LM_FRAME_RATE < bg.BG_MIN_SPAN_S:
+                continue
             off = float(np.median(r_m - t_m))
             if q1 > q0 + 20:
                 scale = float(

@@ -26,6 +26,9 @@ BG_DF_MAX = 31  # bins, as the landmarks
 BG_MIN_MATCHES = 10  # distinct agreeing query hashes on one offset (never-registered: <= 6 seen)
 BG_MIN_DENSITY = 0.0  # most dense hashes are the foreground's: no density floor
 BG_MAX_CANDIDATES = 30
+# music under speech is heard in the pauses all along the clip; chance agreement bunches up (an
+# unregistered synthetic track: 10 agreeing hashes within 1.5 s)
+BG_MIN_SPAN_S = 3.0
 BG_BUCKET = 3  # frames per offset bucket: the background music is not time-scaled
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
@@ -32,6 +33,13 @@ from contentmatch_shared.upload_tokens import new_grant, sign_grant
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
 
 UploadStatus = Literal["pending", "matched", "no_match", "failed"]
+
+_STORAGE_URL = re.compile(r"s3://\S+")
+
+
+def public_message(message: str) -> str:
+    """A pipeline error as a platform may read it: no bucket or storage key."""
+    return _STORAGE_URL.sub("(storage location withheld)", message)
 
 
 class UploadAccepted(BaseModel):
@@ -137,5 +145,7 @@ async def get_upload(upload_id: str, request: Request, api_key: CurrentKey) -> U
         sha256=event.object.sha256 or (matched or {}).get("sha256"),
         submitted_at=event.submitted_at.isoformat(),
         matched_at=(matched or {}).get("matched_at"),
-        error={"code": failed["code"], "message": failed["message"]} if failed else None,
+        error={"code": failed["code"], "message": public_message(failed["message"])}
+        if failed
+        else None,
     )

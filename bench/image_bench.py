@@ -56,6 +56,9 @@ from contentmatch_match.index.image import (  # noqa: E402
 )
 from tests.fixtures.images import (  # noqa: E402
     BENIGN_TRANSFORMS,
+    FAMILIES,
+    FAMILY_TRANSFORMS,
+    HARD_TRANSFORMS,
     TRANSFORMS,
     make_image,
     to_bytes,
@@ -75,6 +78,62 @@ CORPUS_GLOBS = {
     # never registered: extra distractors from another source.
     "stamps": ["/usr/share/tuxpaint/stamps/**/*.png"],
 }
+# The second corpus (``--corpus second``), which no threshold was tuned on: game screenshots
+# (games-thumbnails, several shots of one game), Endless Sky's landscape photos and planets,
+# and playing cards of 16 decks rendered from kdegames-card-data-kf5 (see
+# bench/install_image_corpora.sh --second). Every collection keeps a share of never-registered
+# near-alike siblings: another shot of the same game, another landscape, another planet,
+# another card of the same deck.
+CARDS_DIR = os.environ.get("CM_BENCH_CARDS", "/var/cache/contentmatch-bench/cards")
+SECOND_GLOBS = [
+    "/usr/share/games/thumbnails/*.png",
+    "/usr/share/games/thumbnails/*.jpg",
+    "/usr/share/games/endless-sky/images/land/*.jpg",
+    "/usr/share/games/endless-sky/images/land/*.png",
+    "/usr/share/games/endless-sky/images/planet/*.png",
+    f"{CARDS_DIR}/*/*.png",
+]
+CARD_MIN_SIDE = 60  # px of a deck rendered 3,000 px wide: smaller parts are not cards
+CARD_MIN_COUNT = 20  # cards a deck must yield to be used
+
+
+def cut_cards(cards_dir: str = CARDS_DIR) -> int:
+    """Cut every rendered deck (``<deck>.png``, its cards in a grid on white) into one PNG per
+    card (``<deck>/NN.png``), once. Returns the number of cards on disk."""
+    import cv2
+
+    n = 0
+    for deck in sorted(glob.glob(f"{cards_dir}/*.png")):
+        out_dir = Path(deck[:-4])
+        if out_dir.is_dir() and any(out_dir.iterdir()):
+            n += len(list(out_dir.glob("*.png")))
+            continue
+        rgb = np.asarray(Image.open(deck).convert("RGB"))
+        ink = (rgb.min(axis=2) < 245).astype(np.uint8)
+        # Close small gaps so that a white card with a thin frame is one part.
+        ink = cv2.morphologyEx(ink, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+        count, _labels, stats, _c = cv2.connectedComponentsWithStats(ink, connectivity=8)
+        # A card is taller than wide (1.2-1.8) and about as large as the deck's other cards;
+        # decks whose cards touch (one part for many) give too few and are left out.
+        boxes = [
+            tuple(int(v) for v in stats[i, :4])
+            for i in range(1, count)
+            if min(stats[i, 2], stats[i, 3]) >= CARD_MIN_SIDE
+            and 1.2 <= stats[i, 3] / stats[i, 2] <= 1.8
+        ]
+        if boxes:
+            area = float(np.median([w * h for _x, _y, w, h in boxes]))
+            boxes = [b for b in boxes if 0.7 * area <= b[2] * b[3] <= 1.4 * area]
+        if len(boxes) < CARD_MIN_COUNT:
+            print(f"   deck {Path(deck).stem}: {len(boxes)} cards found, left out")
+            continue
+        out_dir.mkdir(exist_ok=True)
+        for j, (x, y, w, h) in enumerate(sorted(boxes, key=lambda b: (b[1] // 50, b[0]))):
+            Image.fromarray(rgb[y : y + h, x : x + w]).save(out_dir / f"{j:02d}.png")
+            n += 1
+    return n
+
+
 MIN_SIDE = 64
 ORIG_SIDE = 1024  # registered originals are stored at most this long (bench speed)
 BASELINE_PHASH = 10
@@ -83,9 +142,11 @@ NEARDUP_PDQ = 31
 MAX_PER_COLLECTION = 400
 
 
-def list_corpus(seed: int) -> list[str]:
+def list_corpus(seed: int, second: bool = False) -> list[str]:
     files: list[str] = []
-    for patterns in CORPUS_GLOBS.values():
+    if second:
+        print(f"second corpus: {cut_cards()} playing cards cut from the rendered decks")
+    for patterns in [SECOND_GLOBS] if second else CORPUS_GLOBS.values():
         for pat in patterns:
             files.extend(glob.glob(pat, recursive=True))
     files = sorted(set(os.path.realpath(f) for f in files))
@@ -99,6 +160,14 @@ def list_corpus(seed: int) -> list[str]:
         if h not in seen:
             seen.add(h)
             unique.append(f)
+    if second:
+        # Series are the point here (shots of one game, cards of one deck): only byte
+        # duplicates go; a sibling within PDQ <= 31 of a work is excluded later, as a copy.
+        print(
+            f"second corpus: {len(files)} files, {len(files) - len(unique)} byte-identical dropped"
+        )
+        random.Random(seed).shuffle(unique)
+        return unique
     # Clip-art collections hold families of near-identical variants (star_56pt15step,
     # star_61pt19step...; one drawing in several colours): keep one file per name family, else
     # "distractors" would be genuine near-duplicates of registered works.
@@ -123,6 +192,12 @@ def list_corpus(seed: int) -> list[str]:
 def collection(path: str) -> str:
     """The collection a file belongs to (the icons, the flags, the road signs...).
     Photos/wallpapers are one collection."""
+    if "/games/thumbnails/" in path:
+        return "games/thumbnails"
+    if "/endless-sky/images/" in path:
+        return "endless-sky/" + path.split("/endless-sky/images/", 1)[1].split("/")[0]
+    if path.startswith(CARDS_DIR):
+        return "cards/" + path[len(CARDS_DIR) :].strip("/").split("/")[0]
     if "/tuxpaint/stamps/" in path:
         rel = path.split("/tuxpaint/stamps/", 1)[-1]
         return "tuxpaint/" + rel.split("/")[0]
@@ -268,10 +343,34 @@ def main(argv=None) -> None:
     ap.add_argument(
         "--million", type=int, default=1_000_000, help="global-tier scale test size (0 to skip)"
     )
-    ap.add_argument("--corpus", choices=("real", "synthetic"), default="real")
+    ap.add_argument(
+        "--corpus",
+        choices=("real", "second", "synthetic"),
+        default="real",
+        help="real: the tuning corpus; second: the corpus no threshold was tuned on",
+    )
+    ap.add_argument(
+        "--transforms",
+        default="all",
+        help="comma list of transforms or groups (benign, hard, families, "
+        + ", ".join(FAMILIES)
+        + ")",
+    )
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument(
         "--eval-per-transform", type=int, default=None, help="query only this many per transform"
+    )
+    ap.add_argument(
+        "--eval-only",
+        default=None,
+        help="evaluate only these transforms or groups (as --transforms), without changing "
+        "what is fingerprinted (and so the cache key)",
+    )
+    ap.add_argument(
+        "--eval-distractors",
+        type=int,
+        default=None,
+        help="query only this many distractors (and siblings) for false positives",
     )
     ap.add_argument("--show-fp", type=int, default=20, help="false positives to print")
     ap.add_argument("--cache", default=None, help="directory to cache fingerprints in (pickle)")
@@ -293,25 +392,29 @@ def main(argv=None) -> None:
         if args.per_transform is None:
             args.per_transform = 200
 
+    transforms = select_transforms(args.transforms)
     t_start = time.time()
-    if args.corpus == "real":
-        files = list_corpus(args.seed)
+    if args.corpus in ("real", "second"):
+        files = list_corpus(args.seed, second=args.corpus == "second")
         if len(files) < 100:
-            sys.exit("corpus missing: run bench/install_image_corpora.sh (needs root)")
+            flag = " --second" if args.corpus == "second" else ""
+            sys.exit(f"corpus missing: run bench/install_image_corpora.sh{flag} (needs root)")
     else:
         files = [
             f"synthetic:{i}"
             for i in range(200_000, 200_000 + 3 * (args.registered + args.distractors))
         ]
-    split = args.split if args.corpus == "real" else "random"
+    split = args.split if args.corpus != "synthetic" else "random"
     reg_src, sib_src, dis_src = split_corpus(
         files, args.registered, args.distractors, split, args.sibling_share, args.seed
     )
     per_t = args.per_transform or args.registered
     jobs = []
     for i, src in enumerate(reg_src):
-        jobs.append((src, "registered", TRANSFORMS if i < per_t * 1.4 + 10 else (), i))
+        jobs.append((src, "registered", transforms if i < per_t * 1.4 + 10 else (), i))
     jobs += [(src, "sibling", (), i) for i, src in enumerate(sib_src)]
+    # Over-provisioned: some are rejected when loaded, some excluded as copies.
+    dis_src = dis_src[: int(args.distractors * 1.25) + 50]
     jobs += [(src, "distractor", (), i) for i, src in enumerate(dis_src)]
     print(
         f"corpus: {len(files)} files; fingerprinting {len(jobs)} originals + queries "
@@ -407,7 +510,8 @@ def main(argv=None) -> None:
     lat_all = []
     wrong_total = 0
     queried_total = 0
-    for name in TRANSFORMS:
+    evaluated = select_transforms(args.eval_only) if args.eval_only else transforms
+    for name in (t for t in transforms if t in evaluated):
         n = ok = wrong = b_ph = b_pdq = top1 = 0
         signals: dict[str, int] = {}
         lat = []
@@ -488,7 +592,12 @@ def main(argv=None) -> None:
             b_pdq += bool(p2.any())
         return count, b_ph, b_pdq, detail, lat, excused
 
-    fp_count, b_fp_ph, b_fp_pdq, fp_detail, dis_lat, fp_excused = false_positives(distractors)
+    n_fp = args.eval_distractors
+    fp_count, b_fp_ph, b_fp_pdq, fp_detail, dis_lat, fp_excused = false_positives(
+        distractors[:n_fp]
+    )
+    siblings = siblings[:n_fp]
+    distractors = distractors[:n_fp]
     sib_fp = false_positives(siblings) if siblings else None
     lat_all += dis_lat
 
@@ -516,12 +625,12 @@ def main(argv=None) -> None:
             sum(r[5] for r in sel) / len(sel),
         )
 
-    hard = {r[0] for r in rows} - benign
-    for label, names in (
-        ("mean benign", benign),
-        ("mean hard (*)", hard),
-        ("mean all", {r[0] for r in rows}),
-    ):
+    done = {r[0] for r in rows}
+    groups = [("mean benign", benign & done), ("mean hard (*)", set(HARD_TRANSFORMS) & done)]
+    groups += [(f"mean {fam} (*)", set(names) & done) for fam, names in FAMILIES.items()]
+    for label, names in (*groups, ("mean all", done)):
+        if not names:
+            continue
         a = avg(names)
         print(f"{label:22s} {'':5s} {a[0]:7.3f} {'':6s} {'':5s} {a[1]:9.3f} {a[2]:9.3f}")
     nd = max(len(distractors), 1)
@@ -576,6 +685,26 @@ def main(argv=None) -> None:
     if args.million:
         million_test(args.million, registered, distractors)
     print(f"\ntotal bench time {time.time() - t_start:.0f} s")
+
+
+def select_transforms(spec: str) -> tuple[str, ...]:
+    """Transforms named by ``--transforms``: names and groups, in TRANSFORMS order."""
+    groups = {
+        "all": TRANSFORMS,
+        "benign": BENIGN_TRANSFORMS,
+        "hard": HARD_TRANSFORMS,
+        "families": FAMILY_TRANSFORMS,
+        **FAMILIES,
+    }
+    wanted: set[str] = set()
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        if part in groups:
+            wanted.update(groups[part])
+        elif part in TRANSFORMS:
+            wanted.add(part)
+        else:
+            sys.exit(f"unknown transform or group {part!r}")
+    return tuple(t for t in TRANSFORMS if t in wanted)
 
 
 def million_test(n_total: int, registered, distractors) -> None:

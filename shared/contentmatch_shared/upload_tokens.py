@@ -46,13 +46,14 @@ class UploadRefused(Exception):
 UNAUTHENTIC_REFUSALS = frozenset(
     {"invalid_id", "object_outside_prefix", "upload_token_invalid", "upload_token_mismatch"}
 )
-_LOG_APPEND_TIME = 1
 
 
 def published_at(record: Any) -> float:
-    """When the broker appended the record (``uploads.submitted`` uses LogAppendTime); the
-    consumer's clock for a topic created before, which is stricter, never laxer."""
-    if getattr(record, "timestamp_type", None) == _LOG_APPEND_TIME and record.timestamp:
+    """When the record was published: the broker's append time on ``uploads.submitted``
+    (LogAppendTime). On a topic created before it used that, the producer's own timestamp:
+    a publisher could backdate only the tokens of its own uploads, and a consumer catching up
+    after an outage must not refuse what was published in time."""
+    if getattr(record, "timestamp", None):
         return float(record.timestamp) / 1000.0
     return time.time()
 

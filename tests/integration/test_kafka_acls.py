@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -112,3 +113,29 @@ async def test_a_service_principal_cannot_mint_principals(
     finally:
         await admin.close()
     assert not [t for t in visible if t.startswith(isolated.topic_prefix)]
+
+
+async def test_the_broker_dates_uploads_a_publisher_cannot_backdate(
+    isolated: Settings, platform: Settings
+) -> None:
+    """uploads.submitted uses LogAppendTime: upload tokens expire on the broker's clock."""
+    topic = platform.topic(UPLOADS_SUBMITTED.name)
+    producer = new_producer(platform)
+    await producer.start()
+    try:
+        sent = await producer.send_and_wait(
+            topic, b"{}", key=b"upl_old", partition=0, timestamp_ms=1_000
+        )
+    finally:
+        await producer.stop()
+    reader = new_consumer(isolated, group_id=None, auto_offset_reset="earliest")
+    await reader.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        reader.assign([tp])
+        reader.seek(tp, sent.offset)
+        (record,) = (await reader.getmany(tp, timeout_ms=10_000, max_records=1))[tp]
+    finally:
+        await reader.stop()
+    assert record.timestamp_type == 1  # LogAppendTime
+    assert abs(record.timestamp / 1000 - time.time()) < 120

@@ -54,7 +54,8 @@ admin_key() {
 # CM_KAFKA_USERNAME is set (a Kafka of your own).
 kafka_vars() { # principal
     [[ -n "${CM_KAFKA_USERNAME:-}" ]] && return
-    printf '%s\n' CM_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT CM_KAFKA_SASL_MECHANISM=SCRAM-SHA-512 \
+    printf '%s\n' "CM_KAFKA_BOOTSTRAP=${CM_KAFKA_BOOTSTRAP:-127.0.0.1:$CM_KAFKA_PORT}" \
+        CM_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT CM_KAFKA_SASL_MECHANISM=SCRAM-SHA-512 \
         "CM_KAFKA_USERNAME=$1" "CM_KAFKA_PASSWORD_FILE=$(kafka_users_dir)/$1.password"
 }
 

@@ -16,9 +16,15 @@ from aiokafka.errors import (
 )
 
 from contentmatch_shared.kafka.connection import new_admin, new_consumer, new_producer
-from contentmatch_shared.kafka.security import add_platform, platform_principal
+from contentmatch_shared.kafka.security import add_platform, apply_service_acls, platform_principal
 from contentmatch_shared.settings import Settings
-from contentmatch_shared.topics import MEDIA_FAILED, UPLOADS_SUBMITTED, WORKS_REGISTRY
+from contentmatch_shared.topics import (
+    MEDIA_FAILED,
+    REPORTS_CREATED,
+    UPLOADS_MATCHED,
+    UPLOADS_SUBMITTED,
+    WORKS_REGISTRY,
+)
 
 if TYPE_CHECKING:
     from tests.support.infra import TestInfra
@@ -139,3 +145,21 @@ async def test_the_broker_dates_uploads_a_publisher_cannot_backdate(
         await reader.stop()
     assert record.timestamp_type == 1  # LogAppendTime
     assert abs(record.timestamp / 1000 - time.time()) < 120
+
+
+async def test_a_service_writes_only_what_it_publishes(
+    infra: TestInfra, isolated: Settings
+) -> None:
+    """A compromised report service cannot poison the registry or forge uploads."""
+    await apply_service_acls(isolated)
+    report = infra.settings("svc-report").model_copy(update={"topic_prefix": isolated.topic_prefix})
+    producer = new_producer(report, request_timeout_ms=5000)
+    await producer.start()
+    try:
+        await producer.send_and_wait(report.topic(REPORTS_CREATED.name), b"{}", key=b"upl_1")
+        await producer.send_and_wait(report.topic(UPLOADS_MATCHED.dlq.name), b"{}", key=b"upl_1")
+        for spec in (WORKS_REGISTRY, UPLOADS_SUBMITTED, UPLOADS_MATCHED):
+            with pytest.raises(TopicAuthorizationFailedError):
+                await producer.send_and_wait(report.topic(spec.name), b"{}", key=b"wrk_1")
+    finally:
+        await producer.stop()

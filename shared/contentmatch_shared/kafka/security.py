@@ -32,7 +32,17 @@ from aiokafka.protocol.types import (
 
 from contentmatch_shared.kafka.connection import new_admin
 from contentmatch_shared.settings import Settings
-from contentmatch_shared.topics import UPLOADS_SUBMITTED, all_specs
+from contentmatch_shared.topics import (
+    MEDIA_FAILED,
+    REPORTS_CREATED,
+    UPLOADS_FINGERPRINTED,
+    UPLOADS_MATCHED,
+    UPLOADS_SUBMITTED,
+    WORKS_REGISTRY,
+    WORKS_SUBMITTED,
+    TopicSpec,
+    all_specs,
+)
 
 SERVICES = ("ingest", "fingerprint", "match", "report")
 SCRAM_ITERATIONS = 8192  # Kafka's minimum is 4096
@@ -187,20 +197,45 @@ async def create_acls(admin: AIOKafkaAdminClient, acls: list[Acl]) -> None:
             _raise_for(error_code, message, f"ACL {acl}")
 
 
+@dataclass(frozen=True)
+class Flows:
+    reads: tuple[TopicSpec, ...]
+    writes: tuple[TopicSpec, ...]
+
+
+# What each service consumes and publishes: its principal may do that and no more.
+SERVICE_FLOWS = {
+    "ingest": Flows(
+        reads=(UPLOADS_SUBMITTED, WORKS_REGISTRY, MEDIA_FAILED, UPLOADS_MATCHED, REPORTS_CREATED),
+        writes=(WORKS_SUBMITTED, UPLOADS_SUBMITTED),
+    ),
+    "fingerprint": Flows(
+        reads=(WORKS_SUBMITTED, UPLOADS_SUBMITTED),
+        writes=(WORKS_REGISTRY, UPLOADS_FINGERPRINTED, MEDIA_FAILED),
+    ),
+    "match": Flows(reads=(WORKS_REGISTRY, UPLOADS_FINGERPRINTED), writes=(UPLOADS_MATCHED,)),
+    "report": Flows(reads=(UPLOADS_MATCHED,), writes=(REPORTS_CREATED,)),
+}
+
+
 def service_acls(settings: Settings, service: str) -> list[Acl]:
-    """A service reads, writes and creates the registry's topics and joins its own groups; it
-    cannot create users or ACLs (only the operator's super user can)."""
+    """Read what the service consumes (and dead-letter it), write what it publishes, join its
+    own groups; describe and create (at start, when missing) the registry's topics. It cannot
+    create users or ACLs: only the operator's super user can."""
     principal = service_principal(service)
+    flows = SERVICE_FLOWS[service]
+    ops: dict[str, list[Operation]] = {}
+    for spec in all_specs():
+        ops[spec.name] = [Operation.DESCRIBE, Operation.CREATE]
+    for spec in flows.reads:
+        ops[spec.name].append(Operation.READ)
+        ops[spec.dlq.name].append(Operation.WRITE)
+    for spec in flows.writes:
+        ops[spec.name].append(Operation.WRITE)
     acls = [
-        Acl(principal, ResourceType.TOPIC, settings.topic(spec.name), PatternType.LITERAL, op)
-        for spec in all_specs()
-        for op in (
-            Operation.READ,
-            Operation.WRITE,
-            Operation.DESCRIBE,
-            Operation.CREATE,
-            Operation.DESCRIBE_CONFIGS,
-        )
+        Acl(principal, ResourceType.TOPIC, settings.topic(name), PatternType.LITERAL, op)
+        for name, topic_ops in ops.items()
+        for op in topic_ops
     ]
     acls += [
         Acl(principal, ResourceType.GROUP, service, PatternType.PREFIXED, op)

@@ -31,6 +31,7 @@ from contentmatch_shared.audit import AuditLog
 from contentmatch_shared.bounded_cache import TtlLru
 from contentmatch_shared.events import utcnow
 from contentmatch_shared.http import ApiError
+from contentmatch_shared.ids import TENANT_MAX, TENANT_PATTERN
 from contentmatch_shared.rate_limits import DailyQuotas, Limit, TokenBuckets, retry_after_header
 from contentmatch_shared.settings import Settings
 from contentmatch_shared.storage import ObjectStore
@@ -50,7 +51,7 @@ _MAX_SECRET_CHARS = 512
 class ApiKey(BaseModel):
     key_id: str
     role: Role
-    tenant: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    tenant: str = Field(min_length=1, max_length=TENANT_MAX, pattern=TENANT_PATTERN)
 
 
 class KeyRecord(ApiKey):

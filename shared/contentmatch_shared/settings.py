@@ -127,6 +127,8 @@ class Settings(BaseSettings):
                 raise ValueError("CM_S3_SECRET_KEY must be set in production")
             if not self.admin_key:
                 raise ValueError("CM_ADMIN_KEY must be set in production")
+            if self.kafka_security_protocol == "PLAINTEXT":
+                raise ValueError("CM_KAFKA_SECURITY_PROTOCOL must authenticate in production")
         if self.kafka_security_protocol != "PLAINTEXT" and not self.kafka_username:
             raise ValueError(f"CM_KAFKA_USERNAME must be set with {self.kafka_security_protocol}")
         return self

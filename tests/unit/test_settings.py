@@ -11,7 +11,15 @@ def test_production_refuses_default_secrets() -> None:
         Settings(environment="production", admin_key="x")
     with pytest.raises(ValidationError, match="CM_ADMIN_KEY"):
         Settings(environment="production", s3_secret_key="real")
-    Settings(environment="production", s3_secret_key="real", admin_key="x")
+    with pytest.raises(ValidationError, match="CM_KAFKA_SECURITY_PROTOCOL"):
+        Settings(environment="production", s3_secret_key="real", admin_key="x")
+    Settings(
+        environment="production",
+        s3_secret_key="real",
+        admin_key="x",
+        kafka_security_protocol="SASL_SSL",
+        kafka_username="svc-ingest",
+    )
 
 
 def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:

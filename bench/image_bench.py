@@ -47,13 +47,11 @@ import contentmatch_fingerprint.signals.image as image_signals  # noqa: E402
 import contentmatch_shared.thumb_payload as thumb_payload  # noqa: E402
 import tests.fixtures.images as image_fixtures  # noqa: E402
 from contentmatch_fingerprint.signals.image import decode_image, fingerprint_image  # noqa: E402
-from contentmatch_match.index.image import (  # noqa: E402
-    CROP_BITS,
-    CROP_RUNGS,
-    ImageIndex,
-    _hamming,
-    _hex_codes,
-)
+from contentmatch_match.image import ImageIndex  # noqa: E402
+from contentmatch_match.image.config import DEFAULT as IMAGE_CONFIG  # noqa: E402
+from contentmatch_match.image.signals.codes import hamming as _hamming  # noqa: E402
+from contentmatch_match.image.signals.codes import hex_codes as _hex_codes  # noqa: E402
+from contentmatch_match.image.signals.crops import CROP_BYTES  # noqa: E402
 from tests.fixtures.images import (  # noqa: E402
     BENIGN_TRANSFORMS,
     FAMILIES,
@@ -721,8 +719,10 @@ def million_test(n_total: int, registered, distractors) -> None:
     dh = rng.integers(0, 256, (n_syn, 8), dtype=np.uint8)
     pq = rng.integers(0, 256, (n_syn, 32), dtype=np.uint8)
     dv = rng.integers(0, 256, (n_syn, 8), dtype=np.uint8)  # vertical dHash: scanned, too
-    crops = rng.integers(0, 256, (n_syn, len(CROP_RUNGS), CROP_BITS // 8), dtype=np.uint8)
-    wholes = rng.integers(0, 256, (n_syn, CROP_BITS // 8), dtype=np.uint8)
+    crops = rng.integers(
+        0, 256, (n_syn, len(IMAGE_CONFIG.codes.crop_rungs), CROP_BYTES), dtype=np.uint8
+    )
+    wholes = rng.integers(0, 256, (n_syn, CROP_BYTES), dtype=np.uint8)
     queries = [
         r["queries"][name]
         for r in registered[:200]

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from contentmatch_fingerprint.signals.image import fingerprint_image
-from contentmatch_match.index.image import ImageIndex
-from contentmatch_match.index.image_boxes import margin_box, page_boxes
+from contentmatch_match.image import ImageIndex
+from contentmatch_match.image.page_boxes import margin_box, page_boxes
 from tests.fixtures.flag_images import (
     BLUE,
     GREEN,
@@ -143,7 +143,7 @@ def test_another_flag_on_a_page_is_not_found(index):
 
 def test_whole_codes_survive_compaction():
     idx, imgs = compacted_index(300)
-    assert idx._dead == 0
+    assert idx._works.dead == 0
     for work_id in ("w1", "w23"):
         fp = with_far_hashes(fingerprint_image(to_bytes(page(imgs[work_id], (170, 60)))))
         hits = idx.search(fp, second_tier="never")

@@ -8,16 +8,10 @@ import pytest
 from PIL import Image
 
 from contentmatch_fingerprint.signals.image import fingerprint_image
-from contentmatch_match.index.image import (
-    _POPCOUNT,
-    CAND_CROP,
-    CROP_RUNGS,
-    DHASH_MIN_BITS,
-    ImageIndex,
-    _hamming,
-    crop_code,
-    crop_ladder,
-)
+from contentmatch_match.image import ImageIndex
+from contentmatch_match.image.config import DEFAULT as CFG
+from contentmatch_match.image.signals.codes import POPCOUNT, hamming
+from contentmatch_match.image.signals.crops import crop_code, crop_ladder
 from tests.fixtures.flag_images import BLUE, GREEN, ORANGE, RED, WHITE, make_ensign, make_tricolour
 from tests.fixtures.images import make_image, to_bytes, transform
 from tests.fixtures.indexes import compacted_index
@@ -36,7 +30,7 @@ def centre(img: Image.Image, keep: float) -> Image.Image:
 
 
 def _bits(code) -> int:
-    return int(_POPCOUNT[code].sum())
+    return int(POPCOUNT[code].sum())
 
 
 def test_crop_code_tells_a_fall_from_a_tie():
@@ -44,8 +38,8 @@ def test_crop_code_tells_a_fall_from_a_tie():
     falling = rising.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
     up, down = crop_code(thumb_of(rising).grey), crop_code(thumb_of(falling).grey)
     # A difference hash of rises only would leave the falling flag blank (all ties).
-    assert _bits(down) >= 2 * DHASH_MIN_BITS
-    assert int(_hamming(up[None], down)[0]) >= 2 * DHASH_MIN_BITS
+    assert _bits(down) >= 2 * CFG.whole.min_bits
+    assert int(hamming(up[None], down)[0]) >= 2 * CFG.whole.min_bits
 
 
 @pytest.mark.parametrize("name", ["jpeg_q20", "webp_small", "blur_noise"])
@@ -57,13 +51,13 @@ def test_copies_of_a_centre_crop_stay_near_their_rung(work, name):
         "estonia": make_tricolour(ESTONIA, horizontal=True),
     }[work]
     ladder = crop_ladder(thumb_of(img).grey)
-    assert ladder.shape == (len(CROP_RUNGS), 32)
+    assert ladder.shape == (len(CFG.codes.crop_rungs), 32)
     q = crop_code(thumb_of(transform(centre(img, 0.6), name, seed=7)).grey)
-    d = _hamming(ladder, q)
-    assert int(d.min()) <= CAND_CROP
+    d = hamming(ladder, q)
+    assert int(d.min()) <= CFG.crop.radius
     if work != "estonia":  # (stripes look alike at every rung: the dense check picks)
         # the rung that keeps 0.574 of each side is the nearest, by far
-        assert int(d.argmin()) == 1 and int(d.min()) <= CAND_CROP // 2
+        assert int(d.argmin()) == 1 and int(d.min()) <= CFG.crop.radius // 2
         assert int(np.sort(d)[1]) >= 2 * int(d.min())
 
 
@@ -125,7 +119,7 @@ def test_the_centre_of_a_sibling_flag_is_not_a_crop(index):
 def test_crop_codes_survive_compaction():
     idx, imgs = compacted_index(200)
     idx.add("w0", fingerprint_image(to_bytes(imgs["w0"])))  # re-registered after the rebuild
-    assert idx._dead == 0
+    assert idx._works.dead == 0
     for work_id in ("w0", "w1", "w5", "w23"):
         fp = with_far_hashes(fingerprint_image(to_bytes(centre(imgs[work_id], 0.6))))
         hits = idx.search(fp, second_tier="never")

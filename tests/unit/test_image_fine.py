@@ -10,13 +10,13 @@ import pytest
 from PIL import Image
 
 from contentmatch_fingerprint.signals.image import fingerprint_image
-from contentmatch_match.index.image import FINE_MAX_DIFF, ImageIndex, _dense_accepts
-from contentmatch_match.index.image_fine import fine_check, tone_mapped
-from contentmatch_match.index.image_verify import (
-    DenseCheck,
-    dense_check,
-    work_thumbnail,
-)
+from contentmatch_match.image import ImageIndex
+from contentmatch_match.image.config import DEFAULT as CFG
+from contentmatch_match.image.dense import DenseCheck, dense_check
+from contentmatch_match.image.fine import fine_check
+from contentmatch_match.image.judges import dense_accepts
+from contentmatch_match.image.pixels import tone_mapped
+from contentmatch_match.image.thumbs import work_thumbnail
 from tests.fixtures.flat_images import make_flat_wallpaper
 from tests.fixtures.images import make_image, to_bytes, transform
 from tests.fixtures.template_images import SYMBOLS, make_template_sign
@@ -28,8 +28,8 @@ pytestmark = pytest.mark.unit
 @pytest.mark.parametrize("a,b", list(itertools.permutations(SYMBOLS, 2)))
 def test_template_siblings_pass_the_dense_check_but_not_the_fine_one(a, b):
     dense, fine = dense_and_fine(make_template_sign(a), make_template_sign(b))
-    assert _dense_accepts(dense)  # what made them false positives before
-    assert fine is not None and fine.diff > FINE_MAX_DIFF
+    assert dense_accepts(dense)  # what made them false positives before
+    assert fine is not None and fine.diff > CFG.fine.max_diff
 
 
 @pytest.mark.parametrize("name", WHOLE_PICTURE_TRANSFORMS)
@@ -37,8 +37,8 @@ def test_template_siblings_pass_the_dense_check_but_not_the_fine_one(a, b):
 def test_copies_pass_the_fine_check(kind, name):
     work = make_image(5, (480, 360)) if kind == "photo" else make_template_sign("cross")
     dense, fine = dense_and_fine(work, transform(work, name, seed=2))
-    assert _dense_accepts(dense)
-    assert fine is not None and fine.diff <= FINE_MAX_DIFF, fine
+    assert dense_accepts(dense)
+    assert fine is not None and fine.diff <= CFG.fine.max_diff, fine
 
 
 def test_an_edge_band_is_discounted_only_when_it_looks_like_an_overlay():
@@ -46,13 +46,13 @@ def test_an_edge_band_is_discounted_only_when_it_looks_like_an_overlay():
     # A caption banner differs all along the bottom edge: an overlay, discounted.
     dense, fine = dense_and_fine(work, transform(work, "caption_banner", seed=2))
     assert dense.band == "bottom" and fine is not None
-    assert fine.band == "bottom" and fine.band_span >= 0.9 and fine.diff <= FINE_MAX_DIFF
+    assert fine.band == "bottom" and fine.band_span >= 0.9 and fine.diff <= CFG.fine.max_diff
     # A small mark near a corner (math_lsub ~ math_lsup) sits in a band the dense check may
     # discount, but it does not span the edge: it counts.
     dense, fine = dense_and_fine(work, make_template_sign("cross", corner_mark=True))
-    assert dense.band and _dense_accepts(dense)
+    assert dense.band and dense_accepts(dense)
     assert fine is not None and fine.band == "" and fine.band_span < 0.5
-    assert fine.diff > FINE_MAX_DIFF
+    assert fine.diff > CFG.fine.max_diff
 
 
 def test_fine_check_steps_aside_without_a_fine_thumbnail_or_on_flat_pictures():
@@ -86,7 +86,7 @@ def test_index_refuses_template_siblings_and_keeps_copies():
         for name in ("jpeg_q20", "resize_third", "caption_banner", "crop_10", "border_15"):
             hits = idx.search(fingerprint_image(to_bytes(transform(img, name, seed=3))))
             assert [h.work_id for h in hits] == [s], (s, name, hits)
-            assert hits[0].evidence["fine_diff"] <= FINE_MAX_DIFF
+            assert hits[0].evidence["fine_diff"] <= CFG.fine.max_diff
 
 
 def test_fine_check_steps_aside_when_the_query_shows_the_work_small():
@@ -101,7 +101,7 @@ def test_fine_check_steps_aside_when_the_query_shows_the_work_small():
     s = w.grey.shape[1] / (400 * f)  # query thumbnail px -> work thumbnail px
     A = np.array([[s, 0, -300 * f * s], [0, s, -270 * f * s]])
     dense = dense_check(w, q, A)
-    assert _dense_accepts(dense) and dense.overlap > 0.9
+    assert dense_accepts(dense) and dense.overlap > 0.9
     assert fine_check(w, q, dense) is None
 
 

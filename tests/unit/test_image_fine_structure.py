@@ -9,14 +9,10 @@ from dataclasses import replace
 import pytest
 
 from contentmatch_fingerprint.signals.image import fingerprint_image
-from contentmatch_match.index.image import (
-    FINE_MAX_CLUSTER,
-    FINE_MAX_DIFF,
-    FINE_MAX_STRUCTURE,
-    ImageIndex,
-    _dense_accepts,
-)
-from contentmatch_match.index.image_fine import fine_check
+from contentmatch_match.image import ImageIndex
+from contentmatch_match.image.config import DEFAULT as CFG
+from contentmatch_match.image.fine import fine_check
+from contentmatch_match.image.judges import dense_accepts
 from tests.fixtures.flag_images import BADGES, CHARGES, make_ensign, make_shield_ensign
 from tests.fixtures.icon_images import SYMBOLS, make_appliance_icon
 from tests.fixtures.images import make_image, to_bytes, transform
@@ -28,10 +24,12 @@ pytestmark = pytest.mark.unit
 @pytest.mark.parametrize("a,b", [("drum", "rack"), ("rack", "drum")])
 def test_a_symbol_in_the_same_tones_is_refused_by_its_structure(a, b):
     dense, fine = dense_and_fine(make_appliance_icon(a), make_appliance_icon(b))
-    assert _dense_accepts(dense)
+    assert dense_accepts(dense)
     # The symbols are 30 grey levels from the body: no pixel differs by the grey-level test
-    assert fine is not None and fine.diff <= FINE_MAX_DIFF and fine.cluster <= FINE_MAX_CLUSTER
-    assert fine.structure > FINE_MAX_STRUCTURE, fine
+    assert (
+        fine is not None and fine.diff <= CFG.fine.max_diff and fine.cluster <= CFG.fine.max_cluster
+    )
+    assert fine.structure > CFG.fine.max_structure, fine
 
 
 WORKS = {
@@ -47,18 +45,18 @@ WORKS = {
 def test_copies_keep_their_structure(label, name):
     work = WORKS[label]()
     dense, fine = dense_and_fine(work, transform(work, name, seed=5))
-    assert _dense_accepts(dense), (label, dense)
-    assert fine is not None and fine.structure <= FINE_MAX_STRUCTURE, (label, fine)
+    assert dense_accepts(dense), (label, dense)
+    assert fine is not None and fine.structure <= CFG.fine.max_structure, (label, fine)
 
 
 @pytest.mark.parametrize("a,b", [("bars", "pale"), ("pale", "bars")])
 def test_a_side_band_is_not_discounted_as_an_overlay(a, b):
     w, q, dense = full_picture_check(make_shield_ensign(a), make_shield_ensign(b))
     # At 64 px the shield is a band along the right edge, and discounting it leaves a match
-    assert _dense_accepts(dense) and dense.band == "right"
+    assert dense_accepts(dense) and dense.band == "right"
     fine = fine_check(w, q, dense)
     assert fine is not None and fine.band == ""
-    assert fine.diff > FINE_MAX_DIFF, fine
+    assert fine.diff > CFG.fine.max_diff, fine
 
 
 def test_a_caption_banner_along_the_bottom_is_still_discounted():
@@ -66,7 +64,7 @@ def test_a_caption_banner_along_the_bottom_is_still_discounted():
     w, q, dense = full_picture_check(work, transform(work, "caption_banner", seed=1))
     fine = fine_check(w, q, dense)
     assert fine is not None and fine.band == "bottom"
-    assert fine.diff <= FINE_MAX_DIFF and fine.structure <= FINE_MAX_STRUCTURE
+    assert fine.diff <= CFG.fine.max_diff and fine.structure <= CFG.fine.max_structure
     # ... and the same differences along a side would not be
     side = fine_check(w, q, replace(dense, band="left"))
     assert side is not None and side.band == ""

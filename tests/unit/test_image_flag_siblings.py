@@ -12,27 +12,14 @@ import pytest
 from PIL import Image, ImageDraw
 
 from contentmatch_fingerprint.signals.image import fingerprint_image
-from contentmatch_match.index.image import (
-    COLOUR_ADDED,
-    COLOUR_ADDED_SHARE,
-    DENSE_MAX_COLOUR_MOVED,
-    DENSE_MAX_COLOUR_REVERSED,
-    DENSE_MIN_COLOUR,
-    FINE_MAX_CLUSTER,
-    FINE_MAX_DIFF,
-    ImageIndex,
-    _dense_accepts,
-    _hamming,
-    _informative_dhash,
-    vertical_dhash,
-)
-from contentmatch_match.index.image_verify import (
-    MIN_CHROMA,
-    Thumb,
-    dense_check,
-    scale_transform,
-    work_thumbnail,
-)
+from contentmatch_match.image import ImageIndex
+from contentmatch_match.image.align import scale_transform
+from contentmatch_match.image.config import DEFAULT as CFG
+from contentmatch_match.image.dense import dense_check
+from contentmatch_match.image.judges import dense_accepts
+from contentmatch_match.image.signals.codes import hamming, informative
+from contentmatch_match.image.signals.vertical import vertical_dhash
+from contentmatch_match.image.thumbs import Thumb, work_thumbnail
 from tests.fixtures.flag_images import (
     BADGES,
     BLUE,
@@ -58,11 +45,11 @@ pytestmark = pytest.mark.unit
 @pytest.mark.parametrize("a,b", [("dot", "plain"), ("plain", "dot")])
 def test_a_badge_with_and_without_its_dot_is_refused_where_its_differences_gather(a, b):
     dense, fine = dense_and_fine(make_ensign(a), make_ensign(b))
-    assert _dense_accepts(dense)
+    assert dense_accepts(dense)
     # ~1 % of the pixels differ, within what the share alone lets through ...
-    assert fine is not None and fine.diff <= FINE_MAX_DIFF
+    assert fine is not None and fine.diff <= CFG.fine.max_diff
     # ... but all in one place: a symbol, not resampling noise along edges
-    assert fine.cluster > FINE_MAX_CLUSTER, fine
+    assert fine.cluster > CFG.fine.max_cluster, fine
 
 
 @pytest.mark.parametrize("name", WHOLE_PICTURE_TRANSFORMS)
@@ -70,16 +57,16 @@ def test_a_badge_with_and_without_its_dot_is_refused_where_its_differences_gathe
 def test_copies_of_an_ensign_keep_their_differences_scattered(badge, name):
     work = make_ensign(badge)
     dense, fine = dense_and_fine(work, transform(work, name, seed=2))
-    assert _dense_accepts(dense)
-    assert fine is not None and fine.diff <= FINE_MAX_DIFF
-    assert fine.cluster <= FINE_MAX_CLUSTER, fine
+    assert dense_accepts(dense)
+    assert fine is not None and fine.diff <= CFG.fine.max_diff
+    assert fine.cluster <= CFG.fine.max_cluster, fine
 
 
 @pytest.mark.parametrize("name", ["jpeg_q20", "brightness_contrast", "blur_noise"])
 def test_photo_copies_keep_their_differences_scattered(name):
     work = make_image(11, (480, 360))
     _, fine = dense_and_fine(work, transform(work, name, seed=4))
-    assert fine is not None and fine.cluster <= FINE_MAX_CLUSTER, fine
+    assert fine is not None and fine.cluster <= CFG.fine.max_cluster, fine
 
 
 BADGE_BLUE = (30, 90, 230)
@@ -93,18 +80,18 @@ def test_a_badge_in_the_opposite_colour_is_refused(badge, blue_first):
     red, blue = make_ensign(badge), make_ensign(badge, ink=BADGE_BLUE)
     work, query = (blue, red) if blue_first else (red, blue)
     dense, fine = dense_and_fine(work, query)
-    assert dense.colour_moved <= DENSE_MAX_COLOUR_MOVED
-    assert fine is not None and fine.diff <= FINE_MAX_DIFF  # the same grey levels, nearly
-    assert dense.colour_reversed > DENSE_MAX_COLOUR_REVERSED, dense
-    assert not _dense_accepts(dense)
+    assert dense.colour_moved <= CFG.dense.max_colour_moved
+    assert fine is not None and fine.diff <= CFG.fine.max_diff  # the same grey levels, nearly
+    assert dense.colour_reversed > CFG.dense.max_colour_reversed, dense
+    assert not dense_accepts(dense)
 
 
 @pytest.mark.parametrize("name", WHOLE_PICTURE_TRANSFORMS)
 def test_copies_keep_their_hues(name):
     work = make_ensign("cross", ink=BADGE_BLUE)
     dense, _ = dense_and_fine(work, transform(work, name, seed=2))
-    assert not dense.colour_reversed > DENSE_MAX_COLOUR_REVERSED / 4, dense  # (NaN: grey)
-    assert _dense_accepts(dense)
+    assert not dense.colour_reversed > CFG.dense.max_colour_reversed / 4, dense  # (NaN: grey)
+    assert dense_accepts(dense)
 
 
 def test_one_stripe_in_another_colour_is_refused_pixel_by_pixel():
@@ -113,9 +100,9 @@ def test_one_stripe_in_another_colour_is_refused_pixel_by_pixel():
     dense, _ = dense_and_fine(ireland, france)
     # A third of the flag moved from green to blue, the orange to red: refused on that alone,
     # even where one cosine for the whole chroma field would let it through.
-    assert dense.colour_moved > DENSE_MAX_COLOUR_MOVED
-    assert not _dense_accepts(dense)
-    assert not _dense_accepts(replace(dense, colour=max(dense.colour, DENSE_MIN_COLOUR)))
+    assert dense.colour_moved > CFG.dense.max_colour_moved
+    assert not dense_accepts(dense)
+    assert not dense_accepts(replace(dense, colour=max(dense.colour, CFG.dense.min_colour)))
     assert "dense_colour_moved" in dense.as_evidence()
 
 
@@ -125,26 +112,29 @@ def test_one_stripe_in_another_colour_is_refused_pixel_by_pixel():
 def test_copies_keep_their_colours_pixel_by_pixel(name):
     for work in (make_tricolour((GREEN, WHITE, ORANGE)), make_image(3, (480, 360))):
         dense, _ = dense_and_fine(work, transform(work, name, seed=1))
-        assert dense.colour_moved <= DENSE_MAX_COLOUR_MOVED, (name, dense)
-        assert _dense_accepts(dense)
+        assert dense.colour_moved <= CFG.dense.max_colour_moved, (name, dense)
+        assert dense_accepts(dense)
 
 
 def test_a_grey_copy_of_a_coloured_work_is_not_judged_on_colour():
     work = make_cross_flag(RED)
     dense, _ = dense_and_fine(work, transform(work, "grayscale", seed=1))
     assert math.isnan(dense.colour_moved)
-    assert _dense_accepts(dense)
+    assert dense_accepts(dense)
 
 
 def test_colours_on_a_grey_work_are_refused():
     cornwall, savoy = make_cross_flag((0, 0, 0)), make_cross_flag(RED)
     dense, _ = dense_and_fine(cornwall, savoy)
-    assert dense.work_chroma < MIN_CHROMA and dense.query_chroma > COLOUR_ADDED
-    assert not _dense_accepts(dense)
+    assert (
+        dense.work_chroma < CFG.dense_measure.min_chroma
+        and dense.query_chroma > CFG.dense.colour_added
+    )
+    assert not dense_accepts(dense)
     # the grey work's own copies stay grey
     for name in ("jpeg_q20", "webp_small", "brightness_contrast"):
         dense, _ = dense_and_fine(cornwall, transform(cornwall, name, seed=1))
-        assert dense.query_chroma <= COLOUR_ADDED and _dense_accepts(dense)
+        assert dense.query_chroma <= CFG.dense.colour_added and dense_accepts(dense)
 
 
 def test_colour_bled_in_from_beyond_the_overlap_is_not_added_colour():
@@ -157,12 +147,12 @@ def test_colour_bled_in_from_beyond_the_overlap_is_not_added_colour():
     work = work_thumbnail(Thumb(grey.grey, neutral))
     (qh, qw), (wh, ww) = grey.grey.shape, work.grey.shape
     dense = dense_check(work, Thumb(grey.grey, rim), scale_transform(qw, qh, ww, wh))
-    assert dense.query_coloured <= COLOUR_ADDED_SHARE / 4 and _dense_accepts(dense), dense
+    assert dense.query_coloured <= CFG.dense.colour_added_share / 4 and dense_accepts(dense), dense
     # ... while the same colour inside the picture is added colour
     inside = neutral.copy()
     inside[10:14, 12:16] = (180, 90)
     dense = dense_check(work, Thumb(grey.grey, inside), scale_transform(qw, qh, ww, wh))
-    assert dense.query_coloured > COLOUR_ADDED_SHARE and not _dense_accepts(dense), dense
+    assert dense.query_coloured > CFG.dense.colour_added_share and not dense_accepts(dense), dense
 
 
 def test_a_small_coloured_object_on_a_grey_work_is_refused():
@@ -176,14 +166,17 @@ def test_a_small_coloured_object_on_a_grey_work_is_refused():
     with_red = page.copy()
     ImageDraw.Draw(with_red).rectangle((200, 150, 280, 200), fill=RED)  # 2.6 %, mid-page
     dense, _ = dense_and_fine(page, with_red)
-    assert dense.work_chroma < MIN_CHROMA and dense.query_chroma <= COLOUR_ADDED
-    assert dense.query_coloured > COLOUR_ADDED_SHARE
-    assert not _dense_accepts(dense)
-    assert _dense_accepts(replace(dense, query_coloured=0.0))  # refused on that alone
+    assert (
+        dense.work_chroma < CFG.dense_measure.min_chroma
+        and dense.query_chroma <= CFG.dense.colour_added
+    )
+    assert dense.query_coloured > CFG.dense.colour_added_share
+    assert not dense_accepts(dense)
+    assert dense_accepts(replace(dense, query_coloured=0.0))  # refused on that alone
     for name in ("jpeg_q20", "webp_small", "blur_noise", "resize_third"):
         dense, _ = dense_and_fine(page, transform(page, name, seed=1))
-        assert dense.query_coloured <= COLOUR_ADDED_SHARE / 4, (name, dense)
-        assert _dense_accepts(dense), name
+        assert dense.query_coloured <= CFG.dense.colour_added_share / 4, (name, dense)
+        assert dense_accepts(dense), name
 
 
 def test_index_refuses_flag_siblings_and_keeps_copies():
@@ -211,10 +204,10 @@ ESTONIA = ((0, 114, 206), (0, 0, 0), (255, 255, 255))
 def test_vertical_dhash_holds_horizontal_stripes_through_blur_and_webp():
     flag = make_tricolour(ESTONIA, horizontal=True)
     code = vertical_dhash(thumb_of(flag).grey)  # from the thumbnail, as the index does
-    assert _informative_dhash(code)
+    assert informative(code, CFG.whole.min_bits)
     for name in ("blur_noise", "webp_small", "jpeg_q20"):
         q = vertical_dhash(thumb_of(transform(flag, name, seed=5)).grey)
-        assert int(_hamming(code[None], q)[0]) <= 2, name
+        assert int(hamming(code[None], q)[0]) <= 2, name
 
 
 def test_vertical_dhash_proposes_what_no_hash_does_and_the_dense_check_decides():

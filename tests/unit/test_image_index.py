@@ -9,7 +9,7 @@ import pytest
 from PIL import ImageOps
 
 from contentmatch_fingerprint.signals.image import fingerprint_image
-from contentmatch_match.index.image import ImageIndex
+from contentmatch_match.image import ImageIndex
 from tests.fixtures.flag_images import RED, WHITE, make_tricolour
 from tests.fixtures.flat_images import make_flat_wallpaper, make_plain_gradient
 from tests.fixtures.images import (

@@ -9,17 +9,11 @@ import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 from contentmatch_fingerprint.signals.image import fingerprint_image
-from contentmatch_match.index.image import (
-    DENSE_ACCEPT,
-    DENSE_MIN_AGREE,
-    ImageIndex,
-    _dense_accepts,
-)
-from contentmatch_match.index.image_verify import (
-    Thumb,
-    dense_check,
-    work_thumbnail,
-)
+from contentmatch_match.image import ImageIndex
+from contentmatch_match.image.config import DEFAULT as CFG
+from contentmatch_match.image.dense import dense_check
+from contentmatch_match.image.judges import dense_accepts
+from contentmatch_match.image.thumbs import Thumb, work_thumbnail
 from contentmatch_shared.thumb_payload import decode_chroma, decode_thumb, encode_thumb
 from tests.fixtures.flat_images import make_flat_wallpaper, make_plain_gradient
 from tests.fixtures.icon_images import make_three_tone_icon
@@ -71,7 +65,7 @@ def test_thumbnail_in_fingerprint_keeps_aspect(work):
 def test_benign_copies_agree(work, name):
     d = _check(work, transform(work, name, seed=3))
     assert d.agree >= 0.95, d
-    assert _dense_accepts(d)
+    assert dense_accepts(d)
 
 
 @pytest.mark.parametrize("size", [64, 256])
@@ -81,13 +75,13 @@ def test_a_brightened_icon_is_followed_by_a_tone_curve(size):
     work = make_three_tone_icon(size=size)
     brighter = ImageEnhance.Contrast(ImageEnhance.Brightness(work).enhance(1.25)).enhance(1.3)
     d = _check(work, brighter)
-    assert d.agree >= 0.98 and _dense_accepts(d), d
+    assert d.agree >= 0.98 and dense_accepts(d), d
 
 
 def test_a_tone_curve_does_not_swap_tones():
     """Another icon with the ring and the letter in each other's grey: no monotone curve."""
     d = _check(make_three_tone_icon(), make_three_tone_icon(ring=51, letter=127))
-    assert not _dense_accepts(d), d
+    assert not dense_accepts(d), d
 
 
 def test_small_rotation_is_absorbed_by_refinement(work):
@@ -98,7 +92,7 @@ def test_small_rotation_is_absorbed_by_refinement(work):
 def test_caption_band_is_discounted(work):
     d = _check(work, transform(work, "caption_banner", seed=3))
     assert d.band == "bottom"
-    assert d.agree < DENSE_ACCEPT <= d.agree_band, d
+    assert d.agree < CFG.dense.accept <= d.agree_band, d
 
 
 @pytest.mark.parametrize("seed", [1, 3])  # a dark and a light banner
@@ -109,15 +103,15 @@ def test_caption_over_a_blank_margin_is_discounted(seed):
     work.paste(make_template_sign("dot", size=(150, 135)), (125, 60))
     d = _check(work, transform(work, "caption_banner", seed=seed))
     assert d.band == "bottom"
-    assert d.agree < DENSE_MIN_AGREE <= d.work_agree, d  # the banner's texture disagrees
-    assert _dense_accepts(d)
+    assert d.agree < CFG.dense.min_agree <= d.work_agree, d  # the banner's texture disagrees
+    assert dense_accepts(d)
 
 
 def test_sibling_differing_in_the_middle_is_refused(work):
     w, h = SIZE
     sib = _sibling(work, make_image(22, SIZE), (w // 4, h // 4, 3 * w // 4, 3 * h // 4))
     d = _check(work, sib)
-    assert not _dense_accepts(d), d
+    assert not dense_accepts(d), d
     assert d.agree_band < 0.8
 
 
@@ -133,9 +127,9 @@ def test_recoloured_sibling_is_refused_grey_copy_is_not(work):
     recoloured = Image.fromarray(np.ascontiguousarray(a[:, :, ::-1]))  # RGB -> BGR swap
     d = _check(work, recoloured)
     assert d.colour < 0.5, d
-    assert not _dense_accepts(d)
+    assert not dense_accepts(d)
     g = _check(work, transform(work, "grayscale", seed=1))
-    assert np.isnan(g.colour) and _dense_accepts(g), g
+    assert np.isnan(g.colour) and dense_accepts(g), g
 
 
 def _sign(symbol: str) -> Image.Image:
@@ -156,9 +150,9 @@ def test_sibling_sign_with_another_symbol_is_refused():
     not. A copy of the sign is accepted."""
     d = _check(_sign("arrow"), _sign("ring"))
     assert d.diff > 0.05, d
-    assert not _dense_accepts(d)
+    assert not dense_accepts(d)
     copy = _check(_sign("arrow"), transform(_sign("arrow"), "jpeg_q20", seed=1))
-    assert copy.diff < 0.02 and _dense_accepts(copy), copy
+    assert copy.diff < 0.02 and dense_accepts(copy), copy
 
 
 def test_crop_compared_through_its_transform(work):
@@ -173,7 +167,7 @@ def test_crop_compared_through_its_transform(work):
     assert d.overlap == pytest.approx(0.36, abs=0.05)
     assert d.query_overlap == pytest.approx(1.0, abs=0.05)  # all of the crop lies on the work
     assert d.agree >= 0.9, d
-    assert _dense_accepts(d)
+    assert dense_accepts(d)
     shifted = A.copy()
     shifted[0, 2] += 0.15 * wt.grey.shape[1]  # a wrong alignment must not agree
     assert dense_check(wt, qt, shifted).agree < 0.5
@@ -199,14 +193,14 @@ def test_flat_wallpaper_is_decided_by_its_faint_detail():
     work = make_flat_wallpaper(3)
     copy = _check(work, transform(work, "jpeg_q20", seed=3))
     assert copy.flat and copy.smooth >= 0.85, copy
-    assert _dense_accepts(copy)
+    assert dense_accepts(copy)
     assert copy.as_evidence()["dense_smooth"] >= 0.85
     other = _check(work, make_flat_wallpaper(3, shapes_seed=77))
     assert other.flat and other.smooth < 0.5, other
-    assert not _dense_accepts(other)
+    assert not dense_accepts(other)
     plain = make_plain_gradient(3)
     d = _check(plain, transform(plain, "jpeg_q75", seed=3))
-    assert math.isnan(d.smooth) and not _dense_accepts(d)
+    assert math.isnan(d.smooth) and not dense_accepts(d)
 
 
 def test_steep_gradients_in_the_same_direction_do_not_agree():
@@ -218,8 +212,8 @@ def test_steep_gradients_in_the_same_direction_do_not_agree():
     a = Image.fromarray(np.clip(arr + steep, 0, 255).astype(np.uint8))
     b = np.asarray(ImageOps.grayscale(make_flat_wallpaper(5, shapes_seed=9)), np.float32)
     b = Image.fromarray(np.clip(b[..., None] + steep, 0, 255).astype(np.uint8).repeat(3, 2))
-    assert not _dense_accepts(_check(a, b))
-    assert _dense_accepts(_check(a, transform(a, "blur_noise", seed=1)))
+    assert not dense_accepts(_check(a, b))
+    assert dense_accepts(_check(a, transform(a, "blur_noise", seed=1)))
 
 
 def test_pictures_overlapping_side_by_side_are_not_copies(work):
@@ -237,5 +231,5 @@ def test_pictures_overlapping_side_by_side_are_not_copies(work):
     d = dense_check(wt, qt, A)
     assert d.overlap == pytest.approx(0.5, abs=0.06)
     assert d.query_overlap == pytest.approx(0.5, abs=0.06)
-    assert d.agree_band >= DENSE_ACCEPT  # where they overlap, they agree ...
-    assert not _dense_accepts(d)  # ... but half of each lies outside the other
+    assert d.agree_band >= CFG.dense.accept  # where they overlap, they agree ...
+    assert not dense_accepts(d)  # ... but half of each lies outside the other

@@ -30,8 +30,8 @@ class CatalogEntry:
 
 
 def default_indexes() -> dict[str, MediaIndex]:
+    from contentmatch_match.image import ImageIndex
     from contentmatch_match.index.audio import AudioIndex
-    from contentmatch_match.index.image import ImageIndex
 
     return {"image": ImageIndex(), "audio": AudioIndex()}
 

@@ -191,15 +191,13 @@ class _LandmarkStream:
             b0 = self._b0
             a = max(0, b0 - margin)
             b = min(end, b0 + LM_BLOCK + margin)
-            t, f, v = _block_peaks(rows[a - self._rows0 : b - self._rows0])
-            t = t + a
-            own = (t >= b0) & (t < min(end, b0 + LM_BLOCK))
-            self._peaks.append((t[own], f[own], v[own]))
             block = rows[a - self._rows0 : b - self._rows0]
-            t, f, v = _block_maxima(block, LM_DENSE_T, LM_DENSE_F, LM_DENSE_CONTRAST)
-            t = t + a
-            own = (t >= b0) & (t < min(end, b0 + LM_BLOCK))
-            self._dense.append((t[own], f[own], v[own]))
+            for (t, f, v), out in zip(
+                _block_maxima(block, _LANDMARK_AND_DENSE), (self._peaks, self._dense), strict=True
+            ):
+                t = t + a
+                own = (t >= b0) & (t < min(end, b0 + LM_BLOCK))
+                out.append((t[own], f[own], v[own]))
             self._b0 = b0 + LM_BLOCK
             keep = max(0, self._b0 - margin) - self._rows0
             if keep > 0:
@@ -280,28 +278,36 @@ def _block_peaks(s_db: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Local maxima of one block of the dB spectrogram: (frame, bin, contrast) in the block.
 
     Same as ``scipy.ndimage`` ``maximum_filter`` / ``uniform_filter`` with ``mode="nearest"``."""
-    return _block_maxima(s_db, LM_PEAK_T, LM_PEAK_F, 6.0)
+    return _block_maxima(s_db, ((LM_PEAK_T, LM_PEAK_F, 6.0),))[0]
+
+
+_LANDMARK_AND_DENSE = ((LM_PEAK_T, LM_PEAK_F, 6.0), (LM_DENSE_T, LM_DENSE_F, LM_DENSE_CONTRAST))
 
 
 def _block_maxima(
-    s_db: np.ndarray, peak_t: int, peak_f: int, min_contrast: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    wt, wf = 2 * LM_PEAK_T + 1, 2 * peak_f + 1
+    s_db: np.ndarray, specs: tuple[tuple[int, int, float], ...]
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Local maxima for each (half-width in frames, in bins, minimum contrast) of ``specs``
+    (half-widths at most the landmarks'), sharing one contrast computation."""
+    wt = 2 * LM_PEAK_T + 1
     pf = _MEAN_F // 2
     x = np.pad(s_db, ((LM_PEAK_T, LM_PEAK_T), (pf, pf)), mode="edge")
     # contrast against a wide local mean: robust to EQ / band-pass tilt and to level
     local_sum = _window_reduce(np.add, _window_reduce(np.add, x, wt, 0), _MEAN_F, 1)
     contrast = s_db - local_sum * np.float32(1.0 / (wt * _MEAN_F))
-    dt = LM_PEAK_T - peak_t
-    inner = x[dt : x.shape[0] - dt, pf - peak_f : x.shape[1] - (pf - peak_f)]
-    local_max = _window_reduce(
-        np.maximum, _window_reduce(np.maximum, inner, 2 * peak_t + 1, 0), wf, 1
-    )
-    is_max = s_db == local_max
-    is_max &= contrast > min_contrast
-    is_max &= s_db > -70.0
-    t, f = np.nonzero(is_max)
-    return t, f, contrast[t, f]
+    out = []
+    for peak_t, peak_f, min_contrast in specs:
+        dt = LM_PEAK_T - peak_t
+        inner = x[dt : x.shape[0] - dt, pf - peak_f : x.shape[1] - (pf - peak_f)]
+        local_max = _window_reduce(
+            np.maximum, _window_reduce(np.maximum, inner, 2 * peak_t + 1, 0), 2 * peak_f + 1, 1
+        )
+        is_max = s_db == local_max
+        is_max &= contrast > min_contrast
+        is_max &= s_db > -70.0
+        t, f = np.nonzero(is_max)
+        out.append((t, f, contrast[t, f]))
+    return out
 
 
 def _pair_peaks(t: np.ndarray, f: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

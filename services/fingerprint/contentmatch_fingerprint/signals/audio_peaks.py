@@ -88,13 +88,18 @@ class PeakStream:
                 x, shape=(n, PK_NFFT), strides=(PK_HOP * x.strides[0], x.strides[0])
             )
             spec = scipy.fft.rfft(frames * self._window, axis=1, workers=1, overwrite_x=True)
-            mag = np.abs(spec[:, self._bin_lo : self._bin_hi])
-            lo = self._lo - self._bin_lo
-            logmag = mag[:, lo] * (1 - self._w) + mag[:, lo + 1] * self._w
-            logmag[:, self._first_tiled :] = np.maximum.reduceat(mag, self._starts, axis=1)
-            logmag += np.float32(1e-5)
-            db = np.log10(logmag, out=logmag)
-            db *= np.float32(20.0)
+            sub = spec[:, self._bin_lo : self._bin_hi]
+            power = sub.real * sub.real  # power, not magnitude: no square root per bin
+            power += sub.imag * sub.imag
+            k = self._first_tiled
+            lo = self._lo[:k] - self._bin_lo
+            w = self._w[:k]
+            logp = np.empty((n, len(self._lo)), np.float32)
+            logp[:, :k] = power[:, lo] * (1 - w) + power[:, lo + 1] * w
+            logp[:, k:] = np.maximum.reduceat(power, self._starts, axis=1)
+            logp += np.float32(1e-10)
+            db = np.log10(logp, out=logp)
+            db *= np.float32(10.0)
             self._rows.append(db)
             self._n_rows += n
             self._pick(final=False)

@@ -307,8 +307,7 @@ class AudioIndex:
                     q.lm_hashes & np.uint32((1 << LM_KEY_BITS) - 1),
                     q.lm_frames.astype(np.int64) + lm_start,
                 )
-            if q.triplets is not None:
-                self._sh.add(slot_id, q.triplets)
+            self._sh.add(slot_id, q.triplets)
 
     def remove(self, work_id: str) -> None:
         with self._lock:
@@ -394,9 +393,7 @@ class AudioIndex:
         self._lm.filter(lambda p: alive[slot_of(lm_starts, p)])
         self._cp.remap(lambda p: p.astype(np.int64) + cp_shift[slot_of(cp_starts, p)])
         self._lm.remap(lambda p: p.astype(np.int64) + lm_shift[slot_of(lm_starts, p)])
-        new_slot = np.full(len(self._slots), -1, np.int64)
-        new_slot[live] = np.arange(len(live))
-        self._sh.compact(alive, new_slot)
+        self._sh.compact(alive)
 
         slots = []
         self._by_work = {}

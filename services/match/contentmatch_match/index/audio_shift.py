@@ -207,7 +207,7 @@ class TripletIndex:
         self._t1 = np.zeros(0, np.int32)  # local anchor frame
         self._f1 = np.zeros(0, np.uint16)  # anchor log-frequency, 1/64 semitone
         self._span = np.zeros(0, np.uint8)
-        self._slot = np.zeros(0, np.int32)
+        self._starts = np.zeros(0, np.int64)  # first entry of every slot (slots in add order)
         self._used = 0
         self._frames: dict[int, int] = {}  # slot -> frames (duration) of the work
 
@@ -220,21 +220,26 @@ class TripletIndex:
             + self._t1.nbytes
             + self._f1.nbytes
             + self._span.nbytes
-            + self._slot.nbytes
+            + self._starts.nbytes
         )
 
     def _grow(self, need: int) -> None:
         if need <= len(self._t1):
             return
         cap = max(need, 2 * len(self._t1), 1 << 14)
-        for name in ("_t1", "_f1", "_span", "_slot"):
+        for name in ("_t1", "_f1", "_span"):
             old = getattr(self, name)
             new = np.zeros(cap, old.dtype)
             new[: self._used] = old[: self._used]
             setattr(self, name, new)
 
-    def add(self, slot: int, tr: Triplets) -> None:
-        n = len(tr)
+    def add(self, slot: int, tr: Triplets | None) -> None:
+        """Entries of ``slot``, which must be the next slot number (entries stay in slot order,
+        so an entry's slot is found from its position)."""
+        if slot != len(self._starts):
+            raise ValueError(f"slot {slot} added out of order")
+        self._starts = np.append(self._starts, self._used)
+        n = 0 if tr is None else len(tr)
         if n == 0:
             return
         a = self._used
@@ -242,21 +247,25 @@ class TripletIndex:
         self._t1[a : a + n] = tr.t1
         self._f1[a : a + n] = np.clip(np.rint(tr.f1 * _F1_UNITS), 0, 65535)
         self._span[a : a + n] = np.clip(tr.span, 0, 255)
-        self._slot[a : a + n] = slot
         self._used = a + n
         self._runs.add(reference_keys(tr), np.arange(a, a + n))
 
-    def compact(self, alive: np.ndarray, new_slot: np.ndarray) -> None:
-        """Drop entries of dead slots; ``new_slot[old]`` renumbers the live ones."""
-        keep = alive[self._slot[: self._used]]
+    def _slot_of(self, pos: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self._starts, pos, "right") - 1
+
+    def compact(self, alive: np.ndarray) -> None:
+        """Drop the entries of dead slots; the live slots keep their order (renumbered densely
+        by the caller the same way)."""
+        counts = np.diff(np.append(self._starts, self._used))
+        keep = np.repeat(alive, counts)
         new_pos = np.cumsum(keep) - 1
         self._runs.filter(lambda p: keep[p.astype(np.int64)])
         self._runs.remap(lambda p: new_pos[p.astype(np.int64)])
-        n = int(keep.sum())
         for name in ("_t1", "_f1", "_span"):
             setattr(self, name, getattr(self, name)[: self._used][keep].copy())
-        self._slot = new_slot[self._slot[: self._used][keep]].astype(np.int32)
-        self._used = n
+        live = counts[alive]
+        self._starts = np.concatenate([[0], np.cumsum(live)[:-1]]).astype(np.int64)
+        self._used = int(live.sum())
 
     def search(
         self,
@@ -279,7 +288,7 @@ class TripletIndex:
         # one pair per (query triplet, reference entry) even if several probes reached it
         pair = np.unique(qi * np.int64(self._used + 1) + pos)
         qi, pos = pair // (self._used + 1), pair % (self._used + 1)
-        slot = self._slot[pos]
+        slot = self._slot_of(pos)
         ok = alive[slot]
         pitch = self._f1[pos].astype(np.float32) / _F1_UNITS - q.f1[qi]  # ref - query
         ok &= np.abs(pitch) <= SH_PITCH_MAX

@@ -312,6 +312,16 @@ def synthetic_fingerprint(
     )
 
 
+_NEW_KEYS = ("peaks", "landmark_peaks")
+
+
+def _without_new_signals(fp: AudioFingerprint) -> AudioFingerprint:
+    """The fingerprint as the service made it before the peak triplets and the background pass:
+    the baseline index searches these, in the same run, on the same queries."""
+    extra = {k: v for k, v in fp.extra.items() if k not in _NEW_KEYS}
+    return fp.model_copy(update={"extra": extra})
+
+
 def _excerpt_for(cond: str, qlen: float) -> float:
     """Seconds of the original to read so that the transformed query lasts ``qlen``."""
     if cond.startswith(("speed_", "stretch_")):
@@ -338,6 +348,7 @@ def evaluate(name: str, corpus: list[tuple[str, float]], args, tmp: str, source:
     # Fair speed comparison: same files, one after the other, everything (this process, ffmpeg,
     # fpcalc) pinned to one core; wall clock and CPU time (self + children) both reported.
     index = AudioIndex()
+    base = AudioIndex()  # today's signals only (see _without_new_signals)
     fp_times, fpcalc_times, audio_s = [], [], 0.0
     fp_cpu = fpcalc_cpu = 0.0
     lm_count = 0
@@ -357,6 +368,7 @@ def evaluate(name: str, corpus: list[tuple[str, float]], args, tmp: str, source:
         t0 = time.perf_counter()
         index.add(f"work-{i}", fp)
         add_times.append(time.perf_counter() - t0)
+        base.add(f"work-{i}", _without_new_signals(fp))
         REF_ITEMS[f"work-{i}"] = decode_items(fp.chromaprint)
         if fpcalc:
             c0, t0 = _cpu_s(), time.perf_counter()
@@ -372,11 +384,15 @@ def evaluate(name: str, corpus: list[tuple[str, float]], args, tmp: str, source:
     for k in range(N_QUIET_INTRO):
         p = os.path.join(tmp, f"quiet-intro-{k}.wav")
         write_wav(p, quiet_intro_track(20_000 + k, 40.0, SR, intro_s=4.0 + k % 5), SR)
-        index.add(f"quiet-intro-{k}", fingerprint_audio(p))
+        fp = fingerprint_audio(p)
+        index.add(f"quiet-intro-{k}", fp)
+        base.add(f"quiet-intro-{k}", _without_new_signals(fp))
     for k in range(N_COVERED):
         p = os.path.join(tmp, f"covered-{k}.wav")
         write_wav(p, make_track(40_000 + k, 40.0, SR), SR)
-        index.add(f"covered-{k}", fingerprint_audio(p))
+        fp = fingerprint_audio(p)
+        index.add(f"covered-{k}", fp)
+        base.add(f"covered-{k}", _without_new_signals(fp))
     work_of = {path: f"work-{i}" for i, (path, _) in enumerate(reg)}
     ours = audio_s / sum(fp_times)
     rows = [
@@ -420,13 +436,14 @@ def evaluate(name: str, corpus: list[tuple[str, float]], args, tmp: str, source:
 
     # ---------------------------------------------------------------- recall per condition
     latencies: list[float] = []
+    base_latencies: list[float] = []
     rows = []
     summary: dict[str, str] = {}
     clean10_fps: list[tuple[AudioFingerprint, str]] = []
     misses: dict[str, list[str]] = {}
     conditions = CONDITIONS if args.no_families else CONDITIONS + FAMILIES
     for cond, qlen in conditions:
-        found = found_seg = 0
+        found = found_seg = base_seg = 0
         scale_err: list[float] = []
         for k in range(n_q):
             path, dur = reg[int(rng.integers(len(reg)))]
@@ -444,6 +461,10 @@ def evaluate(name: str, corpus: list[tuple[str, float]], args, tmp: str, source:
             w, s = _hit_ok(hits, work_of[path], start, qlen=qlen)
             found += w
             found_seg += s
+            t0 = time.perf_counter()
+            base_hits = base.search(_without_new_signals(fp))
+            base_latencies.append(time.perf_counter() - t0)
+            base_seg += _hit_ok(base_hits, work_of[path], start, qlen=qlen)[1]
             if s and cond.startswith(("speed_", "stretch_")):
                 h = next(h for h in hits if h.work_id == work_of[path])
                 true = 1 + int(cond.split("_")[1][:-1]) / 100
@@ -455,8 +476,9 @@ def evaluate(name: str, corpus: list[tuple[str, float]], args, tmp: str, source:
             if cond == "clean" and qlen == 10.0 and len(clean10_fps) < 50:
                 clean10_fps.append((fp, work_of[path]))
         se = f"{np.median(scale_err):.4f}" if scale_err else ""
-        rows.append([cond, f"{qlen:g}", n_q, f"{found / n_q:.3f}", f"{found_seg / n_q:.3f}", se])
-        summary[f"{cond} {qlen:g}s"] = f"{found_seg / n_q:.3f}"
+        rows.append([cond, f"{qlen:g}", n_q, f"{found / n_q:.3f}", f"{found_seg / n_q:.3f}",
+                     f"{base_seg / n_q:.3f}", se])  # fmt: skip
+        summary[f"{cond} {qlen:g}s"] = f"{found_seg / n_q:.3f} (before {base_seg / n_q:.3f})"
 
     # mashups: two registered tracks, 10 s each
     ok_both = ok_one = 0
@@ -469,6 +491,9 @@ def evaluate(name: str, corpus: list[tuple[str, float]], args, tmp: str, source:
         t0 = time.perf_counter()
         hits = index.search(fp)
         latencies.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        base.search(_without_new_signals(fp))
+        base_latencies.append(time.perf_counter() - t0)
         a_ok = _hit_ok(hits, work_of[pa], sa)[1]
         b_ok = any(
             h.work_id == work_of[pb]
@@ -481,12 +506,20 @@ def evaluate(name: str, corpus: list[tuple[str, float]], args, tmp: str, source:
         )
         ok_both += a_ok and b_ok
         ok_one += a_ok or b_ok
-    rows.append(["mashup (2 works, both)", "10+10", n_q, "", f"{ok_both / n_q:.3f}", ""])
-    rows.append(["mashup (at least one)", "10+10", n_q, "", f"{ok_one / n_q:.3f}", ""])
+    rows.append(["mashup (2 works, both)", "10+10", n_q, "", f"{ok_both / n_q:.3f}", "", ""])
+    rows.append(["mashup (at least one)", "10+10", n_q, "", f"{ok_one / n_q:.3f}", "", ""])
     summary["mashup (both) 10+10s"] = f"{ok_both / n_q:.3f}"
     _table(
         "Recall (registered queries)",
-        ["condition", "clip s", "queries", "work", "work+segment", "|time scale error| p50"],
+        [
+            "condition",
+            "clip s",
+            "queries",
+            "work",
+            "work+segment",
+            "before: work+segment",
+            "|time scale error| p50",
+        ],
         rows,
     )
 
@@ -580,10 +613,14 @@ def evaluate(name: str, corpus: list[tuple[str, float]], args, tmp: str, source:
                 print(f"   {cond}: {m}")
 
     lat = np.array(latencies) * 1000
-    summary["latency p50 ms"] = f"{pct(lat, 50):.1f}"
-    summary["latency p99 ms"] = f"{pct(lat, 99):.1f}"
-    _table("Query latency (real size)", ["queries", "p50 ms", "p99 ms", "max ms"],
-           [[len(lat), f"{pct(lat, 50):.1f}", f"{pct(lat, 99):.1f}", f"{lat.max():.1f}"]])  # fmt: skip
+    blat = np.array(base_latencies) * 1000
+    summary["latency p50 ms"] = f"{pct(lat, 50):.1f} (before {pct(blat, 50):.1f})"
+    summary["latency p99 ms"] = f"{pct(lat, 99):.1f} (before {pct(blat, 99):.1f})"
+    _table("Query latency (real size; before = today's signals only, same queries, same run)",
+           ["index", "queries", "p50 ms", "p99 ms", "max ms"],
+           [["with the new signals", len(lat), f"{pct(lat, 50):.1f}", f"{pct(lat, 99):.1f}", f"{lat.max():.1f}"],
+            ["before", len(blat), f"{pct(blat, 50):.1f}", f"{pct(blat, 99):.1f}", f"{blat.max():.1f}"],
+            ["ratio", "", f"{pct(lat, 50) / pct(blat, 50):.2f}", f"{pct(lat, 99) / pct(blat, 99):.2f}", ""]])  # fmt: skip
     return {
         "summary": summary,
         "reg": reg,

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +92,32 @@ class TestInfra:
         # The services' principals get their ACLs as `make up` gives them (topics of no prefix).
         asyncio.run(apply_service_acls(self.settings()))
 
+    # name -> (script, pid file name) of each dependency
+    DEPENDENCIES = {"kafka": ("kafka.sh", "kafka"), "s3": ("s3.sh", "s3proxy")}
+
+    def pid(self, dependency: str) -> int | None:
+        path = self.state_dir / "run" / f"{self.DEPENDENCIES[dependency][1]}.pid"
+        try:
+            return int(path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def kill(self, dependency: str) -> None:
+        """``kill -9`` the dependency's JVM (no shutdown of any kind), and wait until it is gone."""
+        pid = self.pid(dependency)
+        if pid is None:
+            raise RuntimeError(f"{dependency} has no pid file")
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while not _gone(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def revive(self, dependency: str) -> None:
+        """Start a killed dependency again on the same data, and wait until it serves."""
+        script = self.DEPENDENCIES[dependency][0]
+        self.script(script, "start")
+        self.script(script, "wait")
+
     def stop(self) -> None:
         if self.state_dir.exists():
             for name in ("kafka.sh", "s3.sh"):
@@ -99,6 +127,15 @@ class TestInfra:
                     cwd=REPO,
                     check=False,
                 )
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or a zombie (dead, not yet reaped: it serves nothing)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] == "Z"
 
 
 def infra_from_env() -> TestInfra:

@@ -95,6 +95,15 @@ class Stack:
                 proc.kill()
                 proc.wait()
 
+    def kill(self, *services: str) -> None:
+        """``kill -9`` the services (no shutdown: nothing committed, nothing flushed)."""
+        self.stop(*services, sig=signal.SIGKILL)
+
+    def restart(self, *services: str) -> None:
+        """``kill -9`` and start again, waiting until ready."""
+        self.kill(*services)
+        self.start(*services)
+
     def tail(self, service: str, lines: int = 40) -> str:
         path = self.log_path(service)
         if not path.exists():

@@ -101,29 +101,102 @@ up() {
             log "$svc: already running"
             continue
         fi
+        if port_open "$(port_of "$svc")"; then
+            die "$svc: port $(port_of "$svc") is taken by another process: $(port_holder "$(port_of "$svc")")"
+        fi
         mapfile -t vars < <(kafka_vars "svc-$svc")
-        setsid env "${vars[@]}" bash -c 'echo $$ >"$0"; exec "$@"' "$CM_STATE_DIR/run/$svc.pid" \
-            "$VENV/bin/contentmatch" serve "$svc" \
-            </dev/null >>"$CM_STATE_DIR/logs/$svc.log" 2>&1 &
+        # spawn returns once the pid file is written: before that, wait_ready would take the
+        # service for exited (what made `make up` right after `make down` fail now and then).
+        spawn "$svc" "$CM_STATE_DIR/logs/$svc.log" \
+            env "${vars[@]}" "$VENV/bin/contentmatch" serve "$svc"
     done
     for svc in "${SERVICES[@]}"; do wait_ready "$svc"; done
 }
 
+# What listens on a TCP port, for the error message (empty when ss cannot tell).
+port_holder() { # port
+    ss -ltnpH "sport = :$1" 2>/dev/null | grep -o 'users:.*' || true
+}
+
+# Every process of a service: its process group (the service is a session leader, see spawn)
+# and every descendant, in case one left the group.
+process_tree() { # pid
+    ps -e -o pid=,ppid=,pgid= | awk -v root="$1" '
+        { parent[$1] = $2; group[$1] = $3 }
+        END {
+            mine[root] = 1
+            for (grew = 1; grew;) {
+                grew = 0
+                for (p in parent)
+                    if (!(p in mine) && (group[p] == root || (parent[p] in mine))) {
+                        mine[p] = 1
+                        grew = 1
+                    }
+            }
+            for (p in mine) print p
+        }'
+}
+
+alive() { # pids...
+    local p out=()
+    for p in "$@"; do
+        # A zombie is dead already (its parent has not reaped it yet).
+        if kill -0 "$p" 2>/dev/null && [[ "$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null)" != Z* ]]; then
+            out+=("$p")
+        fi
+    done
+    echo "${out[*]}"
+}
+
+# SIGTERM to the service (uvicorn drains, consumers commit, the pool shuts down), up to
+# CM_SERVICE_STOP_TIMEOUT seconds; then SIGKILL to whatever is left of its whole tree (a hung
+# ffmpeg, a pool worker), and wait until nothing of it is left.
+stop_service_tree() { # name pid
+    local svc="$1" pid="$2" tree left i
+    tree="$(process_tree "$pid")"
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < ${CM_SERVICE_STOP_TIMEOUT:-40} * 10; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    # Children of the leader's group found now too: started after the first look.
+    # shellcheck disable=SC2046 # word splitting of pid lists is the point
+    tree="$(echo $tree $(process_tree "$pid") | tr ' ' '\n' | sort -u)"
+    # shellcheck disable=SC2086
+    left="$(alive $tree)"
+    if [[ -n "$left" ]]; then
+        if kill -0 "$pid" 2>/dev/null; then
+            log "$svc: still running after ${CM_SERVICE_STOP_TIMEOUT:-40}s, killing it"
+        else
+            log "$svc: killing what it left behind: $left"
+        fi
+        kill -KILL -- "-$pid" 2>/dev/null || true
+        # shellcheck disable=SC2086
+        kill -KILL $left 2>/dev/null || true
+    fi
+    for ((i = 0; i < 100; i++)); do
+        # shellcheck disable=SC2086
+        left="$(alive $tree)"
+        [[ -z "$left" ]] && break
+        sleep 0.1
+    done
+    if [[ -n "$left" ]]; then
+        log "$svc: processes survived SIGKILL: $left"
+        return 1
+    fi
+    log "$svc: stopped"
+}
+
 down() {
-    local svc pid i
+    local svc pid rc=0
     for svc in "${SERVICES[@]}"; do
         if pid="$(service_pid "$svc")"; then
-            kill -TERM "$pid"
-            for ((i = 0; i < 400; i++)); do
-                kill -0 "$pid" 2>/dev/null || break
-                sleep 0.1
-            done
-            kill -KILL "$pid" 2>/dev/null || true
-            log "$svc: stopped"
+            stop_service_tree "$svc" "$pid" || rc=1
         fi
         rm -f "$CM_STATE_DIR/run/$svc.pid"
     done
     bash "$CM_INFRA_DIR/stack.sh" stop
+    return $rc
 }
 
 status() {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -64,6 +65,8 @@ class Stack:
                 cwd=REPO,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                # A process group of its own: stopping the service stops its workers too.
+                start_new_session=True,
             )
         self.wait_ready(*(services or SERVICES))
 
@@ -88,12 +91,19 @@ class Stack:
             proc = self.procs.pop(service, None)
             if proc is None:
                 continue
+            if sig == signal.SIGKILL:
+                # kill -9 of a service is the death of its container: every process in it.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
             proc.send_signal(sig)
             try:
                 proc.wait(timeout=40)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            # Whatever the service left behind (a pool worker, a decoder) goes with it.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
     def kill(self, *services: str) -> None:
         """``kill -9`` the services (no shutdown: nothing committed, nothing flushed)."""

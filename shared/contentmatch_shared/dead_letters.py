@@ -95,7 +95,8 @@ async def _markers(store: ObjectStore, dlq: str) -> dict[tuple[int, int], str]:
     found = {}
     for key in keys:
         partition, name = key.rsplit("/", 2)[-2:]
-        found[(int(partition), int(name.removesuffix(".json")))] = key
+        if partition.isdigit() and name.endswith(".json") and name[:-5].isdigit():
+            found[(int(partition), int(name[:-5]))] = key
     return found
 
 

@@ -40,7 +40,8 @@ class RecordStore:
 
     async def report_refs(self, upload_id: str) -> list[dict[str, Any]]:
         prefix = f"uploads/{upload_id}/reports/"
-        keys = await self._store.list_keys(self._bucket, prefix)
+        # Not a leftover of a write cut short by a crash ("<key>-<uuid>" on S3Proxy's filesystem).
+        keys = [k for k in await self._store.list_keys(self._bucket, prefix) if k.endswith(".json")]
         refs = await asyncio.gather(*(self._store.get_json(self._bucket, k) for k in keys))
         return [r for r in refs if r]
 

@@ -154,6 +154,9 @@ class ReportStore:
             if ceiling is not None:
                 keys = [k for k in keys if k < ceiling]
             ended = len(keys) < batch
+            # A write cut short by a crash can list as another key (S3Proxy's filesystem backend
+            # leaves "<key>-<uuid>" behind): only index keys are index entries.
+            keys = [k for k in keys if k.endswith(".json")]
             summaries = await asyncio.gather(*(self._store.get_json(self._bucket, k) for k in keys))
             for i, (key, summary) in enumerate(zip(keys, summaries, strict=True)):
                 scanned += 1

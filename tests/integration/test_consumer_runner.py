@@ -280,3 +280,39 @@ async def test_a_partition_waiting_out_an_outage_does_not_hold_up_the_others(
         assert TopicPartition(topic, 0) in run.runner._consumer.paused()
         outage["on"] = False
         await _until(lambda: sorted(done) == [0, 1, 1, 2, 2])
+
+
+async def test_a_rebalance_completes_while_a_record_waits_out_an_outage(
+    isolated: Settings, producer: EventProducer
+) -> None:
+    outage = {"on": True}
+    handled: list[tuple[str, int]] = []
+
+    def handler(name: str) -> Any:
+        async def handle(envelope: Envelope[Any], record: ConsumerRecord) -> None:
+            if outage["on"]:
+                raise ConnectionRefusedError(111, "S3 is down")
+            handled.append((name, envelope.payload.upload_id))
+
+        return handle
+
+    await _publish(producer, range(6))
+    async with Run(isolated, producer, handler("first")) as first:
+        await _until(lambda: len(first.runner._consumer.paused()) == 3)
+        # A second replica joins: the first must give partitions up although every one of its
+        # records is mid-retry, and both keep their membership.
+        async with Run(isolated, producer, handler("second")) as second:
+            await _until(
+                lambda: (
+                    len(first.runner._consumer.assignment()) > 0
+                    and len(second.runner._consumer.assignment()) > 0
+                    and len(first.runner._consumer.assignment())
+                    + len(second.runner._consumer.assignment())
+                    == 3
+                ),
+                timeout_s=40,
+            )
+            outage["on"] = False
+            await _until(lambda: {u for _, u in handled} == {f"upl_{i}" for i in range(6)})
+    assert {name for name, _ in handled} == {"first", "second"}
+    assert await _dead_letters(isolated, 0, timeout_s=2) == []

@@ -91,3 +91,9 @@ MATCHES = Counter(
 UPLOADS_RECEIVED = Counter("cm_uploads_received_total", "Uploads accepted.", ["media_type"])
 WORKS_RECEIVED = Counter("cm_works_received_total", "Works accepted.", ["media_type", "kind"])
 REPORTS_CREATED = Counter("cm_reports_created_total", "Reports stored.", ["kind"])
+DECODE_LIMIT_EXCEEDED = Counter(
+    "cm_decode_limit_exceeded_total",
+    "Decodes of media stopped by a sandbox limit (deadline, cpu, memory, crash) or refused "
+    "before decoding because their declared size exceeds the budget (budget).",
+    ["service", "limit"],
+)

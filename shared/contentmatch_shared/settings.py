@@ -110,6 +110,16 @@ class Settings(BaseSettings):
     audio_max_duration_s: float = 2 * 3600.0
     audio_decode_timeout_s: float = 600.0
 
+    # Decoding sandbox (decode_limits.py, decode_sandbox.py): ceilings of every decode of media
+    fingerprint_decode_memory_mb: int = Field(default=768, ge=64)  # all its decodes at once
+    report_decode_memory_mb: int = Field(default=160, ge=64)  # report's thumbnailer
+    decode_job_memory_mb: int = Field(default=512, ge=64)  # one decode; media needing more fails
+    decoder_process_memory_mb: int = Field(default=512, ge=128)  # address space of one ffmpeg
+    decode_wall_factor: float = Field(default=4.0, ge=1.0)  # deadline = factor x CPU budget
+    audio_max_sample_rate: int = 192_000
+    audio_max_channels: int = 8
+    audio_max_input_samples: int = 3_000_000_000  # rate x channels x seconds decoded at most
+
     # Match
     registry_catchup_wait_s: float = 10.0  # how long an upload waits for the registry to catch up
 

@@ -14,13 +14,22 @@ from __future__ import annotations
 
 import base64
 import ctypes
+import json
+import math
 import os
 import shutil
-import subprocess
 import zlib
 
 import numpy as np
 
+from contentmatch_shared.decode_limits import (
+    MIN_WALL_S,
+    AudioBudget,
+    Budget,
+    DecodeLimits,
+    audio_budget,
+)
+from contentmatch_shared.decode_sandbox import DecoderProcess, admit, run_decoder
 from contentmatch_shared.errors import MediaError
 from contentmatch_shared.fingerprints import AudioFingerprint
 from contentmatch_shared.peaks_payload import LANDMARK_PEAKS_KEY, PEAKS_KEY, encode_bin_peaks
@@ -32,6 +41,7 @@ SAMPLE_RATE = 11025  # Chromaprint's internal rate: decoding straight to it skip
 ITEM_HOP = 1365  # samples between items (frame 4096, overlap 2/3) for the default algorithm
 ITEM_RATE = SAMPLE_RATE / ITEM_HOP  # ~8.077 items/s
 MIN_DURATION_S = 3.0  # the first item needs ~2.6 s of audio; below 3 s there is nothing to match
+MOSTLY_DECODED = 0.5  # decoder errors and less than this share of the declared duration: corrupt
 _CHUNK_BYTES = 1 << 19  # ~24 s of PCM per read + feed (fewer, larger numpy calls)
 _ALGORITHM_DEFAULT = 1  # CHROMAPRINT_ALGORITHM_TEST2, what fpcalc and AcoustID use
 
@@ -387,36 +397,86 @@ def _grow_pipe(f) -> None:
         pass
 
 
+def _ffprobe_cmd(path: str) -> list[str]:
+    return [
+        shutil.which("ffprobe") or "ffprobe",
+        "-v", "error", "-hide_banner",
+        "-select_streams", "a:0",
+        "-show_entries", "stream=sample_rate,channels,duration:format=duration",
+        "-of", "json",
+        path,
+    ]  # fmt: skip
+
+
+def _float(value: object) -> float | None:
+    try:
+        f = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) and f > 0 else None
+
+
+def probe_audio(path: str, limits: DecodeLimits) -> AudioBudget:
+    """What the first audio stream declares (rate, channels, duration), as a decode budget.
+
+    Raises MediaError: ``undecodable_audio`` when there is no audio stream, or the budget's
+    refusals (absurd sample rate or channel count, too many samples to decode)."""
+    probe = Budget(cpu_s=5.0, wall_s=MIN_WALL_S, memory_bytes=limits.decoder_process_bytes)
+    try:
+        out, ended = run_decoder(_ffprobe_cmd(path), probe, "reading the audio headers")
+    except FileNotFoundError as exc:  # deployment problem, not a property of the media
+        raise RuntimeError("ffprobe is not installed") from exc
+    try:
+        streams = json.loads(out or b"{}").get("streams") or []
+        declared = json.loads(out or b"{}").get("format") or {}
+    except (ValueError, AttributeError):
+        streams, declared = [], {}
+    if not streams:
+        reason = ended.last_line if ended.returncode != 0 else "no audio stream"
+        raise MediaError("undecodable_audio", f"cannot decode audio: {reason}")
+    stream = streams[0]
+    try:
+        rate, channels = int(stream.get("sample_rate") or 0), int(stream.get("channels") or 0)
+    except (TypeError, ValueError):
+        rate, channels = 0, 0
+    duration = _float(stream.get("duration")) or _float(declared.get("duration"))
+    return audio_budget(limits, rate, channels, duration)
+
+
 def fingerprint_audio(path: str, max_duration_s: float | None = None) -> AudioFingerprint:
     """Chromaprint raw items of the first audio stream of ``path``.
 
-    Raises ``MediaError``: ``undecodable_audio``, ``audio_too_short`` or ``audio_too_long``.
+    The headers are read first (ffprobe) to compute the decode's budget (``decode_limits``);
+    ffmpeg then runs under it (``decode_sandbox.DecoderProcess``: deadline, CPU, memory, stderr
+    drained so it never blocks).
+
+    Raises ``MediaError``: ``undecodable_audio``, ``audio_too_short``, ``audio_too_long``, a
+    budget refusal (``audio_sample_rate_unsupported``, ``audio_channels_unsupported``,
+    ``audio_sample_budget_exceeded``) or a limit (``decode_timeout``, ``decode_cpu_exceeded``,
+    ``decode_memory_exceeded``, ``decoder_crashed``).
     """
     settings = get_settings()
     # Absurdly long uploads are refused: that also bounds the memory and time of one job.
     cap = settings.audio_max_duration_s if max_duration_s is None else float(max_duration_s)
     if not os.path.isfile(path):
         raise MediaError("undecodable_audio", f"no such file: {os.path.basename(path)}")
+    limits = DecodeLimits.from_settings(settings)
+    budget = probe_audio(path, limits)
+    admit(budget.worker)
     try:
-        proc = subprocess.Popen(
-            _ffmpeg_cmd(path, cap),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-        )
+        decoder = DecoderProcess(_ffmpeg_cmd(path, cap), budget.decoder)
     except FileNotFoundError as exc:  # deployment problem, not a property of the media: retryable
         raise RuntimeError("ffmpeg is not installed") from exc
 
-    _grow_pipe(proc.stdout)
+    _grow_pipe(decoder.stdout)
     cp = _Chromaprint(SAMPLE_RATE)
     lm = _LandmarkStream()
     pk = PeakStream()
     n_bytes = 0
     carry = b""
-    assert proc.stdout is not None and proc.stderr is not None
-    try:
+    with decoder:
         while True:
-            chunk = proc.stdout.read(_CHUNK_BYTES)
+            chunk = decoder.stdout.read(_CHUNK_BYTES)
             if not chunk:
                 break
             n_bytes += len(chunk)
@@ -429,21 +489,21 @@ def fingerprint_audio(path: str, max_duration_s: float | None = None) -> AudioFi
             pcm = np.frombuffer(chunk[:usable], dtype="<i2")
             lm.feed(pcm)
             pk.feed(pcm)
-        stderr = proc.stderr.read()
-        rc = proc.wait(timeout=settings.audio_decode_timeout_s)
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    finally:
-        proc.stdout.close()
-        proc.stderr.close()
+        ended = decoder.wait()
 
+    limit_hit = ended.failure(budget.decoder, "decoding the audio")
+    if limit_hit is not None:
+        raise limit_hit
     duration_s = (n_bytes // 2) / SAMPLE_RATE
-    if rc != 0 and duration_s < MIN_DURATION_S:
-        detail = stderr.decode("utf-8", "replace").strip().splitlines()
-        reason = detail[-1][:200] if detail else f"ffmpeg exit status {rc}"
-        raise MediaError("undecodable_audio", f"cannot decode audio: {reason}")
+    if ended.returncode != 0 and duration_s < MIN_DURATION_S:
+        raise MediaError("undecodable_audio", f"cannot decode audio: {ended.last_line}")
+    declared = budget.declared_s
+    if ended.stderr_lines and declared and duration_s < MOSTLY_DECODED * min(declared, cap):
+        raise MediaError(
+            "undecodable_audio",
+            f"only {duration_s:.1f} s of the declared {declared:.1f} s decoded "
+            f"({ended.stderr_lines} decoder errors, last: {ended.last_line})",
+        )
     if n_bytes == 0:
         raise MediaError("undecodable_audio", "no audio samples decoded")
     if duration_s < MIN_DURATION_S:

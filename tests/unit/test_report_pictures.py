@@ -138,7 +138,7 @@ def test_an_audio_reports_timeline_draws_only_its_own_work() -> None:
         matches=[match("w1", 0, 20), match("w2", 20, 40)],
         submitted_at=now, matched_at=now, duration_s=40.0,
     )  # fmt: skip
-    made = asyncio.run(EvidencePictureMaker(None).for_result(result))  # type: ignore[arg-type]
+    made = asyncio.run(EvidencePictureMaker(None, None).for_result(result))  # type: ignore[arg-type]
     for work_id, start in (("w1", 0), ("w2", 20)):
         (picture,) = made[work_id].pictures
         img = _open(picture.data)

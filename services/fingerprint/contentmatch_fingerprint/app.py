@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import AsyncIterator
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from contentmatch_fingerprint import jobs
 from contentmatch_fingerprint.worker import INPUT_TOPICS, SERVICE, Fingerprinter
+from contentmatch_shared.decode_limits import DecodeLimits
+from contentmatch_shared.decode_sandbox import SandboxPool
 from contentmatch_shared.http import install_common
 from contentmatch_shared.runtime import ServiceRuntime
 from contentmatch_shared.settings import Settings, get_settings
@@ -22,19 +22,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # forkserver: workers must not inherit the event loop's threads and sockets.
-        pool = ProcessPoolExecutor(
-            max_workers=settings.cpu_workers,
-            mp_context=multiprocessing.get_context("forkserver"),
+        # Every decode runs in the sandbox's workers, under the limits of decode_limits.
+        pool = SandboxPool(
+            SERVICE,
+            settings.cpu_workers,
+            DecodeLimits.from_settings(settings, SERVICE),
             initializer=jobs.warm_up,
         )
+        pool.start()
         try:
             await runtime.start()
             await runtime.add_consumer("fingerprint", INPUT_TOPICS, Fingerprinter(runtime, pool))
             yield
         finally:
             await runtime.stop()
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.close()
 
     app = FastAPI(title="contentmatch fingerprint", version="1", lifespan=lifespan)
     install_common(

@@ -39,4 +39,14 @@ def fingerprint_file(path: str, media_type: str) -> ImageFingerprint | AudioFing
 
 
 def warm_up() -> None:
-    """Import the heavy libraries once per worker, before the first real job."""
+    """Import the heavy libraries once per worker, before the first real job: a job runs under
+    the sandbox's memory ceiling, which mapping a library's code must not count against."""
+    import scipy.fft  # noqa: F401  (the landmark STFT)
+    from PIL import Image
+
+    from contentmatch_fingerprint.signals import audio, image
+
+    Image.init()  # every format plugin, not only the first few
+    audio._chromaprint_lib()
+    image._get_orb()
+    image._get_orb(image.ORB_FAST_LOW)

@@ -7,7 +7,6 @@ import hashlib
 import logging
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from minio.error import S3Error
 
 from contentmatch_fingerprint import jobs
 from contentmatch_shared import metrics
+from contentmatch_shared.decode_sandbox import SandboxPool
 from contentmatch_shared.errors import MediaError
 from contentmatch_shared.events import (
     Envelope,
@@ -51,14 +51,14 @@ INPUT_TOPICS = [WORKS_SUBMITTED, UPLOADS_SUBMITTED]
 
 
 class Fingerprinter:
-    """Handler: download the object, fingerprint it in the process pool, publish the result.
+    """Handler: download the object, fingerprint it in the decoding sandbox, publish the result.
 
     Idempotent: a replay recomputes the same fingerprint and republishes it under the same key.
     Media that cannot be fingerprinted becomes a ``media.failed`` event (not a dead letter: the
-    record is fine, the file is not).
+    record is fine, the file is not), and so does a decode stopped by one of the sandbox's limits.
     """
 
-    def __init__(self, runtime: ServiceRuntime, pool: ProcessPoolExecutor) -> None:
+    def __init__(self, runtime: ServiceRuntime, pool: SandboxPool) -> None:
         self._runtime = runtime
         self._pool = pool
         self._upload_secret = load_secret(runtime.settings)
@@ -165,15 +165,12 @@ class Fingerprinter:
             await store.download_to(obj.bucket, obj.key, path)
             digest, size = await asyncio.to_thread(_file_digest, path)
             measured = obj.model_copy(update={"sha256": digest, "size": size})
-            loop = asyncio.get_running_loop()
             if media_type is None:
-                media_type = await loop.run_in_executor(self._pool, jobs.sniff_file, path)
+                media_type = await asyncio.to_thread(jobs.sniff_file, path)  # 64 bytes, no decode
                 if media_type is None:
                     raise MediaError("unsupported_media_type", "neither an image nor audio")
             started = time.perf_counter()
-            fingerprint = await loop.run_in_executor(
-                self._pool, jobs.fingerprint_file, path, media_type
-            )
+            fingerprint = await self._pool.run(jobs.fingerprint_file, path, media_type)
             metrics.FINGERPRINT_SECONDS.labels(media_type).observe(time.perf_counter() - started)
             return media_type, fingerprint, measured
 

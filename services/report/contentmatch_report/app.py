@@ -10,7 +10,10 @@ from fastapi import FastAPI
 from contentmatch_report.routes import reports
 from contentmatch_report.signing import ReportSigner
 from contentmatch_report.store import ReportStore
+from contentmatch_report.thumbnails import warm_up
 from contentmatch_report.worker import ReportWriter
+from contentmatch_shared.decode_limits import DecodeLimits
+from contentmatch_shared.decode_sandbox import SandboxPool
 from contentmatch_shared.http import install_common
 from contentmatch_shared.runtime import ServiceRuntime
 from contentmatch_shared.settings import Settings, get_settings
@@ -31,18 +34,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await runtime.start()
-        store = ReportStore(runtime.store)
-        app.state.keys = runtime.keys
-        app.state.reports = store
-        app.state.signer = signer
-        await runtime.add_consumer(
-            "report", [UPLOADS_MATCHED], ReportWriter(runtime, store, signer)
+        # Thumbnails decode untrusted media: one sandboxed worker, under report's decode limits.
+        pool = SandboxPool(
+            SERVICE, 1, DecodeLimits.from_settings(settings, SERVICE), initializer=warm_up
         )
+        pool.start()
         try:
+            await runtime.start()
+            store = ReportStore(runtime.store)
+            app.state.keys = runtime.keys
+            app.state.reports = store
+            app.state.signer = signer
+            await runtime.add_consumer(
+                "report", [UPLOADS_MATCHED], ReportWriter(runtime, store, signer, pool)
+            )
             yield
         finally:
             await runtime.stop()
+            pool.close()
 
     app = FastAPI(title="contentmatch report", version="1", lifespan=lifespan)
     guard = runtime.guard(public_paths=["/v1/reports/public-key", "/v1/reports/public-keys"])

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 from contentmatch_report.thumbnails import ThumbnailError, make_thumbnail
 from contentmatch_report.timeline import TimelineRow, draw_timeline
+from contentmatch_shared.decode_sandbox import SandboxPool
+from contentmatch_shared.errors import MediaError
 from contentmatch_shared.events import Match, ObjectRef, UploadMatched
 from contentmatch_shared.storage import ObjectStore
 
@@ -59,10 +61,13 @@ class ReportPictures:
 
 
 class EvidencePictureMaker:
-    """Makes the pictures for every report of one match result (keyed by work id)."""
+    """Makes the pictures for every report of one match result (keyed by work id).
 
-    def __init__(self, store: ObjectStore) -> None:
+    Thumbnails decode media (the upload, the registered original) in the decoding sandbox."""
+
+    def __init__(self, store: ObjectStore, pool: SandboxPool) -> None:
         self._store = store
+        self._pool = pool
 
     async def for_result(self, result: UploadMatched) -> dict[str, ReportPictures]:
         if result.media_type == "image":
@@ -106,14 +111,16 @@ class EvidencePictureMaker:
             return None, f"{what}: the object is no longer in storage"
         return data, ""
 
-    @staticmethod
     async def _add_thumbnail(
-        pictures: ReportPictures, data: bytes, region: object, name: str, role: str
+        self, pictures: ReportPictures, data: bytes, region: object, name: str, role: str
     ) -> None:
         try:
-            jpeg = await asyncio.to_thread(make_thumbnail, data, region)
+            jpeg = await self._pool.run(make_thumbnail, data, region)
         except ThumbnailError as exc:
             pictures.missing.append(f"{role}: {exc}")
+            return
+        except MediaError as exc:  # stopped by a sandbox limit
+            pictures.missing.append(f"{role}: {exc.message} ({exc.code})")
             return
         pictures.pictures.append(Picture(name, role, "image/jpeg", jpeg))
 

@@ -1,8 +1,10 @@
 """Small JPEG thumbnails of an upload and the work it matched, for a person to compare.
 
-CPU-bound (decode, resize, encode): callers run :func:`make_thumbnail` in a thread. The output is
-deterministic for the same input bytes, so a replayed match stores the same picture (and the same
-sha256 in the signed report).
+CPU-bound (decode, resize, encode) and a parser of untrusted bytes: callers run
+:func:`make_thumbnail` in the decoding sandbox (``contentmatch_shared.decode_sandbox``), whose
+limits for this service come from ``CM_REPORT_DECODE_MEMORY_MB`` (an image that needs more to
+decode gets no thumbnail). The output is deterministic for the same input bytes, so a replayed
+match stores the same picture (and the same sha256 in the signed report).
 """
 
 from __future__ import annotations
@@ -11,6 +13,17 @@ import io
 from typing import Any
 
 from PIL import Image, ImageDraw, ImageOps
+
+from contentmatch_shared.decode_limits import (
+    EXIF_TRANSPOSE,
+    STRIP_THRESHOLD_PIXELS,
+    DecodeLimits,
+    opened_image_budget,
+    reduce_in_strips,
+)
+from contentmatch_shared.decode_sandbox import admit
+from contentmatch_shared.errors import MediaError
+from contentmatch_shared.settings import get_settings
 
 THUMBNAIL_PX = 320
 JPEG_QUALITY = 82
@@ -41,16 +54,44 @@ def normalised_region(value: Any) -> tuple[float, float, float, float] | None:
     return x0, y0, x1, y1
 
 
+def warm_up() -> None:
+    """Load every Pillow format plugin before the first job (jobs run under a memory ceiling)."""
+    Image.init()
+
+
+def _limits() -> DecodeLimits:
+    return DecodeLimits.from_settings(get_settings(), "report")
+
+
+def _rgb(img: Image.Image) -> Image.Image:
+    return img.convert("RGB")
+
+
 def make_thumbnail(data: bytes, region: Any = None, size: int = THUMBNAIL_PX) -> bytes:
     """A JPEG at most ``size`` px on its longer side, with ``region`` outlined when given."""
     try:
         with Image.open(io.BytesIO(data)) as img:
             if img.width * img.height > MAX_PIXELS:
                 raise ThumbnailError(f"image of {img.width}x{img.height} px is too large")
+            full_size = img.size
             # JPEG decodes at 1/2, 1/4 or 1/8 scale for free: far less work for big photos.
             img.draft("RGB", (size * 2, size * 2))
-            img = ImageOps.exif_transpose(img) or img
-            picture = img.convert("RGB")
+            try:
+                admit(opened_image_budget(img, full_size, _limits()))
+            except MediaError as exc:
+                raise ThumbnailError(exc.message) from None
+            factor = int(max(img.size) / (size * 2))
+            if img.width * img.height > STRIP_THRESHOLD_PIXELS and factor >= 2:
+                # No full-size copy: converted and reduced strip by strip, turned upright after.
+                img.load()
+                orientation = img.getexif().get(0x0112, 1)
+                picture = reduce_in_strips(img, factor, _rgb)
+                transpose = EXIF_TRANSPOSE.get(orientation)
+                if transpose is not None:
+                    picture = picture.transpose(transpose)
+            else:
+                img = ImageOps.exif_transpose(img) or img
+                picture = img.convert("RGB")
     except ThumbnailError:
         raise
     except (OSError, ValueError, Image.DecompressionBombError) as exc:

@@ -12,6 +12,7 @@ from contentmatch_report.evidence_pictures import EvidencePictureMaker
 from contentmatch_report.signing import ReportSigner
 from contentmatch_report.store import ReportStore, report_key
 from contentmatch_shared import metrics
+from contentmatch_shared.decode_sandbox import SandboxPool
 from contentmatch_shared.events import Envelope, ReportCreated, UploadMatched, utcnow
 from contentmatch_shared.runtime import ServiceRuntime
 from contentmatch_shared.topics import REPORTS_CREATED
@@ -25,11 +26,17 @@ class ReportWriter:
     the same bytes. Pictures are stored before the report that names them, so a report in S3
     never points at a picture that is not there yet."""
 
-    def __init__(self, runtime: ServiceRuntime, reports: ReportStore, signer: ReportSigner) -> None:
+    def __init__(
+        self,
+        runtime: ServiceRuntime,
+        reports: ReportStore,
+        signer: ReportSigner,
+        pool: SandboxPool,
+    ) -> None:
         self._runtime = runtime
         self._reports = reports
         self._signer = signer
-        self._pictures = EvidencePictureMaker(runtime.store)
+        self._pictures = EvidencePictureMaker(runtime.store, pool)
 
     async def __call__(self, envelope: Envelope[Any], record: ConsumerRecord) -> None:
         result = envelope.payload

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import io
 import warnings
 from struct import error as struct_error
@@ -41,8 +42,17 @@ import numpy as np
 import pdqhash
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from contentmatch_shared.decode_limits import (
+    EXIF_TRANSPOSE,
+    STRIP_THRESHOLD_PIXELS,
+    DecodeLimits,
+    opened_image_budget,
+    reduce_in_strips,
+)
+from contentmatch_shared.decode_sandbox import admit
 from contentmatch_shared.errors import MediaError
 from contentmatch_shared.fingerprints import ImageFingerprint
+from contentmatch_shared.settings import get_settings
 from contentmatch_shared.thumb_payload import CHROMA_SIDE, THUMB_SIDE, encode_thumb
 
 MAX_PIXELS = 80_000_000  # decompression-bomb guard: refuse more than 80 megapixels
@@ -89,6 +99,10 @@ def decode_image(data: bytes, max_side: int = WORK_SIDE) -> tuple[Image.Image, i
     """Decode to RGB, upright, at most ``max_side`` px long. Returns (image, width, height)
     where width/height are the full-resolution upright dimensions.
 
+    The decode's budget is computed from the headers first (``decode_limits``) and, in the
+    decoding sandbox, enforced; a large image is converted and reduced strip by strip, so no full
+    size copy is made besides the decoded image itself.
+
     Raises MediaError ``undecodable_image``, ``image_too_large`` or ``image_too_small``.
     """
     if not data:
@@ -107,19 +121,29 @@ def decode_image(data: bytes, max_side: int = WORK_SIDE) -> tuple[Image.Image, i
                 raise MediaError("image_too_small", f"{w}x{h} is smaller than {MIN_SIDE} px")
             if getattr(im, "n_frames", 1) > 1:
                 im.seek(0)
-            orientation = 1
-            with contextlib.suppress(Exception):  # a broken EXIF block is not fatal
-                orientation = int(im.getexif().get(0x0112, 1) or 1)
             if im.format == "JPEG":
                 # Decode at 1/2, 1/4 or 1/8 scale in the DCT domain when the image is large.
                 mode = "RGB" if im.mode in ("RGB", "YCbCr", "L") else im.mode
                 im.draft(mode if im.mode != "L" else "L", (max_side, max_side))
+            admit(opened_image_budget(im, (w, h), DecodeLimits.from_settings(get_settings())))
+            orientation = 1
+            with contextlib.suppress(Exception):  # a broken EXIF block is not fatal
+                # (after admit: a PNG's EXIF may follow its pixels, so reading it decodes them)
+                orientation = int(im.getexif().get(0x0112, 1) or 1)
             im.load()
-            if orientation != 1:
-                im = ImageOps.exif_transpose(im)
-                if orientation in (5, 6, 7, 8):
-                    w, h = h, w
-            rgb = _to_rgb(im)
+            factor = int(max(im.size) / max_side)
+            if im.size[0] * im.size[1] > STRIP_THRESHOLD_PIXELS and factor >= 2:
+                # Converted and reduced strip by strip, then turned upright (small by then).
+                rgb = reduce_in_strips(im, factor, functools.partial(_to_rgb, extrema=_range(im)))
+                del im
+                if orientation in EXIF_TRANSPOSE:
+                    rgb = rgb.transpose(EXIF_TRANSPOSE[orientation])
+            else:
+                if orientation != 1:
+                    im = ImageOps.exif_transpose(im)
+                rgb = _to_rgb(im)
+            if orientation in (5, 6, 7, 8):
+                w, h = h, w
     except MediaError:
         raise
     except Image.DecompressionBombError as e:
@@ -145,14 +169,27 @@ def decode_image(data: bytes, max_side: int = WORK_SIDE) -> tuple[Image.Image, i
     return rgb, w, h
 
 
-def _to_rgb(im: Image.Image) -> Image.Image:
-    """Any Pillow mode to RGB: alpha/palette composited onto white, CMYK and 16-bit handled."""
+_WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def _range(im: Image.Image) -> tuple[float, float] | None:
+    """(min, max) of a 16/32-bit image, which _to_rgb scales by; None for other modes."""
+    if im.mode not in _WIDE_MODES:
+        return None
+    lo, hi = im.getextrema()
+    return float(lo), float(hi)
+
+
+def _to_rgb(im: Image.Image, extrema: tuple[float, float] | None = None) -> Image.Image:
+    """Any Pillow mode to RGB: alpha/palette composited onto white, CMYK and 16-bit handled.
+
+    16/32-bit images are scaled by ``extrema`` (the whole image's, when converting a part)."""
     mode = im.mode
     if mode == "RGB":
         return im
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+    if mode in _WIDE_MODES:
         a = np.asarray(im, dtype=np.float64)
-        lo, hi = float(a.min()), float(a.max())
+        lo, hi = extrema if extrema is not None else (float(a.min()), float(a.max()))
         if mode.startswith("I;16") and hi > 255:
             a = a / 257.0
         elif hi > 255 or lo < 0 or mode == "F":

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from contentmatch_shared import decode_limits
 from contentmatch_shared.decode_limits import (
     IMAGE_FIXED_BYTES,
     MB,
@@ -118,9 +119,12 @@ def test_service_limits_come_from_settings() -> None:
 
 @pytest.mark.parametrize("factor", [2, 3, 7])
 @pytest.mark.parametrize("mode", ["RGBA", "L", "P"])
-def test_reduce_in_strips_equals_converting_then_reducing(factor: int, mode: str) -> None:
+def test_reduce_in_strips_equals_converting_then_reducing(
+    factor: int, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(decode_limits, "STRIP_PIXELS", 20_000)
     rng = np.random.default_rng(factor)
-    w, h = 1237, 1911  # strips of STRIP_PIXELS // w rows, and a ragged last block
+    w, h = 317, 491  # strips of STRIP_PIXELS // w rows, and a ragged last block
     im = Image.fromarray(rng.integers(0, 255, (h, w, 4), dtype=np.uint8), "RGBA").convert(mode)
 
     def convert(part: Image.Image) -> Image.Image:

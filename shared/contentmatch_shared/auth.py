@@ -48,10 +48,13 @@ _MAX_HEADER_BYTES = 1024
 _MAX_SECRET_CHARS = 512
 
 
+Tenant = Annotated[str, Field(min_length=1, max_length=TENANT_MAX, pattern=TENANT_PATTERN)]
+
+
 class ApiKey(BaseModel):
     key_id: str
     role: Role
-    tenant: str = Field(min_length=1, max_length=TENANT_MAX, pattern=TENANT_PATTERN)
+    tenant: Tenant
 
 
 class KeyRecord(ApiKey):

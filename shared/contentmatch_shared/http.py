@@ -67,6 +67,15 @@ class BodyTooLarge(StarletteHTTPException):
         super().__init__(413, f"request body exceeds {limit} bytes")
 
 
+def unavailable(dependency: str, retry_after_s: int) -> ApiError:
+    return ApiError(
+        503,
+        "dependency_unavailable",
+        f"{dependency} is unavailable; nothing was lost, retry later",
+        headers={"Retry-After": str(retry_after_s)},
+    )
+
+
 def unavailable_response(dependency: str, retry_after_s: int) -> JSONResponse:
     return error_response(
         503,

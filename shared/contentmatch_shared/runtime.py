@@ -37,6 +37,7 @@ class ServiceRuntime:
         self.runners: list[ConsumerRunner] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._background: list[asyncio.Task[None]] = []
+        self._kafka_up, self._kafka_checked_at = True, float("-inf")
 
     def guard(
         self,
@@ -124,6 +125,15 @@ class ServiceRuntime:
         if reason := self.broken():
             return reason
         return await self.dependency_problem()
+
+    async def kafka_reachable(self, max_age_s: float = 1.0) -> bool:
+        """Whether a broker accepted a connection within the last ``max_age_s`` seconds (checked
+        again when older): lets a route refuse a body it could not publish, before reading it."""
+        now = asyncio.get_running_loop().time()
+        if now - self._kafka_checked_at > max_age_s:
+            self._kafka_up = await self._kafka_reachable(timeout_s=1.0)
+            self._kafka_checked_at = now
+        return self._kafka_up
 
     async def _kafka_reachable(self, timeout_s: float = 2.0) -> bool:
         """A TCP connection to any bootstrap server: cheap, and independent of cached metadata."""

@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await runtime.start()
         records = RecordStore(runtime.store)
         app.state.settings = settings
+        app.state.runtime = runtime
         app.state.store = runtime.store
         app.state.keys = runtime.keys
         app.state.audit = runtime.audit

@@ -16,7 +16,7 @@ from starlette.datastructures import UploadFile
 
 from contentmatch_ingest.records import RecordStore
 from contentmatch_shared.events import ObjectRef, UploadMetadata, WorkMetadata, new_id
-from contentmatch_shared.http import ApiError
+from contentmatch_shared.http import ApiError, unavailable
 from contentmatch_shared.identifiers import (
     InvalidMetadata,
     normalize_identifiers,
@@ -39,6 +39,10 @@ async def parse_form(request: Request) -> ParsedForm:
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
         raise ApiError(415, "unsupported_media_type", "send multipart/form-data with a file field")
+    state = request.app.state
+    # A file that could not be published is not worth reading: refuse it before its body.
+    if not await state.runtime.kafka_reachable():
+        raise unavailable("Kafka", state.settings.unavailable_retry_after_s)
     # Starlette spools file parts to disk past 1 MiB, so a large file is never held in memory.
     form = await request.form(max_files=1, max_fields=10)
     file = form.get("file")

@@ -18,6 +18,7 @@ from contentmatch_shared.auth import (
     KeyRecord,
     KeyStore,
     Role,
+    Tenant,
     key_public,
     require_role,
 )
@@ -30,7 +31,7 @@ _MAX_GRACE_S = 7 * 24 * 3600.0
 
 class KeyCreate(BaseModel):
     role: Role
-    tenant: str
+    tenant: Tenant
     name: str | None = Field(default=None, max_length=200)
     expires_at: datetime | None = None
 
@@ -64,7 +65,6 @@ def _may_manage(api_key: ApiKey, role: str) -> None:
 @router.post("", status_code=201, response_model=KeyPublic, operation_id="create_key")
 async def create_key(body: KeyCreate, api_key: CurrentKey, request: Request) -> KeyPublic:
     _may_manage(api_key, body.role)
-    ApiKey(key_id="new", role=body.role, tenant=body.tenant)  # validates the tenant name
     expires_at = body.expires_at
     if expires_at is not None:
         expires_at = expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)

@@ -24,7 +24,7 @@ from contentmatch_report.signing import ReportSigner
 from contentmatch_report.store import ReportStore, SummaryFilter
 from contentmatch_shared.auth import ApiKey, CurrentKey
 from contentmatch_shared.http import ApiError
-from contentmatch_shared.ids import is_id
+from contentmatch_shared.ids import TENANT_MAX, TENANT_PATTERN, is_id
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
@@ -123,8 +123,8 @@ async def list_reports(
     kind: Literal["enforcement", "attribution"] | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    work: str | None = None,
-    platform: str | None = None,
+    work: Annotated[str | None, Query(pattern=r"^wrk_[0-9a-f]{32}$")] = None,
+    platform: Annotated[str | None, Query(max_length=TENANT_MAX, pattern=TENANT_PATTERN)] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:

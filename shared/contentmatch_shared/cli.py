@@ -252,6 +252,24 @@ def _platform_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _platform_remove(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from contentmatch_shared.ids import InvalidId, check_tenant
+    from contentmatch_shared.kafka.security import platform_principal, remove_platform
+    from contentmatch_shared.settings import get_settings
+
+    try:
+        check_tenant(args.tenant)
+    except InvalidId as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    deleted = asyncio.run(remove_platform(get_settings(), args.tenant))
+    principal = platform_principal(args.tenant)
+    print(f"{principal}: credentials deleted, {deleted} ACLs deleted", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="contentmatch")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -331,6 +349,11 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("tenant")
     add.add_argument("--password-file", help="write the password here (0600), not to stdout")
     add.set_defaults(func=_platform_add)
+    remove = platform_sub.add_parser(
+        "remove", help="revoke a platform's principal: its credentials and every ACL naming it"
+    )
+    remove.add_argument("tenant")
+    remove.set_defaults(func=_platform_remove)
 
     args = parser.parse_args(argv)
     return int(args.func(args))

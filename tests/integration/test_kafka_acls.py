@@ -16,7 +16,12 @@ from aiokafka.errors import (
 )
 
 from contentmatch_shared.kafka.connection import new_admin, new_consumer, new_producer
-from contentmatch_shared.kafka.security import add_platform, apply_service_acls, platform_principal
+from contentmatch_shared.kafka.security import (
+    add_platform,
+    apply_service_acls,
+    platform_principal,
+    remove_platform,
+)
 from contentmatch_shared.settings import Settings
 from contentmatch_shared.topics import (
     MEDIA_FAILED,
@@ -163,3 +168,23 @@ async def test_a_service_writes_only_what_it_publishes(
                 await producer.send_and_wait(report.topic(spec.name), b"{}", key=b"wrk_1")
     finally:
         await producer.stop()
+
+
+async def test_a_removed_platform_can_no_longer_publish(isolated: Settings) -> None:
+    password = await add_platform(isolated, "gone")
+    gone = isolated.model_copy(
+        update={
+            "kafka_username": platform_principal("gone"),
+            "kafka_password": password,
+            "kafka_password_file": "",
+        }
+    )
+    assert await remove_platform(isolated, "gone") == 2  # Write and Describe
+    assert await remove_platform(isolated, "gone") == 0  # idempotent
+    producer = new_producer(gone, request_timeout_ms=5000)
+    with pytest.raises(KafkaError):
+        try:
+            await producer.start()
+            await producer.send_and_wait(isolated.topic(UPLOADS_SUBMITTED.name), b"{}", key=b"k")
+        finally:
+            await producer.stop()

@@ -3,7 +3,7 @@
 aiokafka's admin client has no call for either, so the two requests are sent as the protocol
 defines them (AlterUserScramCredentials v0, CreateAcls v1). Both are idempotent: running
 ``contentmatch kafka bootstrap`` or ``contentmatch platform add`` twice changes nothing
-(a second ``platform add`` rotates the password).
+(a second ``platform add`` rotates the password; ``platform remove`` revokes).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import TypeAlias
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError, for_code
-from aiokafka.protocol.admin import CreateAclsRequest
+from aiokafka.protocol.admin import CreateAclsRequest, DeleteAclsRequest
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import (
     CompactArray,
@@ -75,6 +75,7 @@ class Operation(IntEnum):
     DESCRIBE_CONFIGS = 10
 
 
+_ANY = 1  # resource type, pattern type, operation and permission filters
 _ALLOW = 3
 _MECHANISMS = {"SCRAM-SHA-256": (1, "sha256"), "SCRAM-SHA-512": (2, "sha512")}
 
@@ -317,3 +318,36 @@ async def _wait_until_accepted(settings: Settings, timeout_s: float = 20.0) -> N
             await asyncio.sleep(0.2)
         finally:
             await admin.close()
+
+
+async def delete_acls_of(admin: AIOKafkaAdminClient, principal: str) -> int:
+    """Delete every ACL naming ``principal``; how many were deleted."""
+    request = DeleteAclsRequest(
+        resource_type=_ANY,
+        resource_name=None,  # type: ignore[arg-type] - a null filter matches any name
+        resource_pattern_type_filter=_ANY,
+        principal=f"User:{principal}",
+        host=None,  # type: ignore[arg-type]
+        operation=_ANY,
+        permission_type=_ANY,
+    )
+    response = await admin._send_request(request)
+    deleted = 0
+    for error_code, message, matching in response.filter_responses:
+        _raise_for(error_code, message, f"ACLs of {principal}")
+        deleted += len(matching)
+    return deleted
+
+
+async def remove_platform(settings: Settings, tenant: str) -> int:
+    """Revoke the platform's principal: its SCRAM credentials and every ACL naming it. Its
+    open connections stay authenticated until they close (the broker re-checks ACLs on every
+    request, so they can no longer write). Returns the number of ACLs deleted."""
+    principal = platform_principal(tenant)
+    admin = new_admin(settings)
+    await admin.start()
+    try:
+        await delete_scram_user(admin, principal, settings.kafka_sasl_mechanism)
+        return await delete_acls_of(admin, principal)
+    finally:
+        await admin.close()

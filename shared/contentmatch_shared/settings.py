@@ -92,7 +92,7 @@ class Settings(BaseSettings):
 
     # Dependencies: how long a request may wait for S3 or Kafka before a 503
     s3_connect_timeout_s: float = 2.0
-    s3_read_timeout_s: float = 20.0
+    s3_read_timeout_s: float = 10.0
     s3_retries: int = 2
     kafka_send_timeout_s: float = 10.0
     unavailable_retry_after_s: int = 5

@@ -64,8 +64,12 @@ def _bounded_pool(settings: Settings) -> urllib3.PoolManager:
         maxsize=10,
         cert_reqs="CERT_REQUIRED",
         ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        # A read that timed out is not retried here: a hung server costs one read timeout.
         retries=urllib3.Retry(
-            total=settings.s3_retries, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]
+            total=settings.s3_retries,
+            read=0,
+            backoff_factor=0.2,
+            status_forcelist=[500, 502, 503, 504],
         ),
     )
 

@@ -1,8 +1,11 @@
-"""S3 or Kafka down: requests answer 503 dependency_unavailable with Retry-After, fast, instead of
-hanging; once the dependency is back the same request succeeds and the pipeline runs."""
+"""S3 or Kafka down or hung: requests answer 503 dependency_unavailable with Retry-After within
+their bounds instead of hanging; once the dependency is back the same request succeeds and the
+pipeline runs."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 
@@ -82,6 +85,48 @@ def test_s3_down_gives_a_fast_503(stack: Stack, tenants: Tenants, s3_down: None)
 def test_kafka_down_gives_a_bounded_503(stack: Stack, tenants: Tenants, kafka_down: None) -> None:
     response, seconds = _post_upload(stack, tenants, 8802)
     print(f"POST /v1/uploads with Kafka down: {response.status_code} in {seconds:.2f} s")
+    _assert_unavailable(response)
+
+
+@pytest.fixture
+def kafka_hung(infra: TestInfra, stack: Stack) -> Iterator[None]:
+    """The broker's process stopped (SIGSTOP): connections are accepted, nothing answers."""
+    pid = infra.pid("kafka")
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        stack.wait_ready(*stack.procs)
+
+
+@pytest.fixture
+def s3_hung(infra: TestInfra, stack: Stack, tenants: Tenants) -> Iterator[None]:
+    httpx.get(f"{stack.url('ingest')}/v1/uploads/upl_x", headers=tenants.tube._http.headers)
+    pid = infra.pid("s3")
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        stack.wait_ready(*stack.procs)
+
+
+def test_a_hung_broker_costs_one_send_bound(
+    stack: Stack, tenants: Tenants, kafka_hung: None
+) -> None:
+    response, seconds = _post_upload(stack, tenants, 8804)
+    print(f"POST /v1/uploads with Kafka hung: {response.status_code} in {seconds:.2f} s")
+    _assert_unavailable(response)
+
+
+def test_a_hung_s3_server_costs_one_read_timeout(
+    stack: Stack, tenants: Tenants, s3_hung: None
+) -> None:
+    response, seconds = _post_upload(stack, tenants, 8805)
+    print(f"POST /v1/uploads with S3 hung: {response.status_code} in {seconds:.2f} s")
     _assert_unavailable(response)
 
 

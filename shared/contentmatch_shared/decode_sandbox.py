@@ -14,8 +14,9 @@ How a job runs (:meth:`SandboxPool.run`):
    a worker that died or was killed is replaced, and the other jobs never notice.
 
 Nothing outlives the service: each worker leads its own process group (killed as a whole at a
-deadline and on shutdown) and asks the kernel to kill it when its parent dies
-(``PR_SET_PDEATHSIG``), as does every decoder subprocess it starts (:class:`DecoderProcess`).
+deadline and on shutdown) and kills that group itself when the service's end of its lifeline
+pipe closes (the service died, however); every decoder subprocess it starts asks the kernel to
+kill it when the worker dies (``PR_SET_PDEATHSIG``, :class:`DecoderProcess`).
 A decoder subprocess never blocks on a pipe: stdout is the caller's to read, stderr is drained by a
 thread that keeps only its last few KB for the error message.
 """
@@ -133,10 +134,26 @@ def _picklable(exc: BaseException) -> BaseException:
     return exc
 
 
-def _worker_main(conn: Connection, initializer: Callable[[], None] | None, probe: Budget) -> None:
+def _watch_lifeline(lifeline: Connection) -> None:
+    """Kill this worker and its decoders once the service is gone: only the service holds the
+    other end of the lifeline, so it reads end-of-file when the service exits, however it
+    exits. (The worker's parent is the forkserver, which lives as long as any worker does, so
+    PR_SET_PDEATHSIG alone would not fire.)"""
+    with contextlib.suppress(EOFError, OSError):
+        lifeline.recv()
+    os.killpg(0, signal.SIGKILL)
+
+
+def _worker_main(
+    conn: Connection,
+    lifeline: Connection,
+    initializer: Callable[[], None] | None,
+    probe: Budget,
+) -> None:
     global _conn
     os.setpgid(0, 0)  # the pool kills the worker and its decoder subprocesses as one group
     _die_with_parent()
+    threading.Thread(target=_watch_lifeline, args=(lifeline,), daemon=True).start()
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service decides when its workers stop
     # One thread per native library: parallelism comes from the pool, and idle thread pools
@@ -219,11 +236,16 @@ class _Worker:
         name: str,
     ) -> None:
         parent_end, child_end = ctx.Pipe()
+        life_r, self._lifeline = ctx.Pipe(duplex=False)
         self.proc = ctx.Process(
-            target=_worker_main, args=(child_end, initializer, probe), name=name, daemon=True
+            target=_worker_main,
+            args=(child_end, life_r, initializer, probe),
+            name=name,
+            daemon=True,
         )
         self.proc.start()
         child_end.close()
+        life_r.close()
         self.conn: Connection = parent_end
         self.killed_at_deadline = False
 
@@ -250,6 +272,7 @@ class _Worker:
     def reap(self) -> int | None:
         self.proc.join(timeout=5)
         self.conn.close()
+        self._lifeline.close()
         return self.proc.exitcode
 
 

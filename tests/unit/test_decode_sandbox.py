@@ -198,30 +198,35 @@ from tests.support import sandbox_jobs
 async def main():
     pool = SandboxPool("killed", 2, DecodeLimits.from_settings(Settings()))
     pool.start()
-    pids = await asyncio.gather(*(pool.run(sandbox_jobs.pid) for _ in range(2)))
+    await asyncio.gather(*(pool.run(sandbox_jobs.pid) for _ in range(2)))
     print(*pool.workers, flush=True)
-    await asyncio.sleep(300)
+    await pool.run(sandbox_jobs.hang_in_a_decoder, sys.argv[1])
 
 if __name__ == "__main__":
     asyncio.run(main())
 """
 
 
-def test_workers_do_not_outlive_a_killed_service(tmp_path: Path) -> None:
-    script = tmp_path / "service.py"
+def test_workers_and_decoders_do_not_outlive_a_killed_service(tmp_path: Path) -> None:
+    script, pid_file = tmp_path / "service.py", tmp_path / "decoder.pid"
     script.write_text(_SERVICE)
+    repo = Path(__file__).resolve().parents[2]
     service = subprocess.Popen(
-        [sys.executable, str(script)],
+        [sys.executable, str(script), str(pid_file)],
         stdout=subprocess.PIPE,
-        cwd=Path(__file__).resolve().parents[2],
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo)},
     )
     assert service.stdout is not None
     workers = [int(p) for p in service.stdout.readline().split()]
-    assert len(workers) == 2 and all(_alive(p) for p in workers)
+    deadline = time.monotonic() + 30
+    while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    processes = [*workers, int(pid_file.read_text())]  # the workers and a hanging decoder
+    assert len(processes) == 3 and all(_alive(p) for p in processes)
     service.kill()  # SIGKILL: no shutdown code runs
     service.wait()
     deadline = time.monotonic() + 10
-    while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+    while any(_alive(p) for p in processes) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not any(_alive(p) for p in workers)
+    assert not any(_alive(p) for p in processes)

@@ -158,7 +158,7 @@ def test_the_audit_log_tells_who_did_what(
     stack: Stack, tenants: Tenants, endpoints: Endpoints, started: datetime
 ) -> None:
     parties = make_parties(tenants.operator, endpoints, "audit")
-    seed = 7401  # a picture of its own: other modules share the session stack
+    seed = 7501  # a picture of its own: other modules share the session stack
     register_image(parties.label, seed, {"title": "Audited photo", "policy": "block"})
     report_id = upload_copy(parties.tube, seed, "jpeg_q75")["report_id"]
     parties.label_enforcement.report(str(report_id))

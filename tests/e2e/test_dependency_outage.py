@@ -14,7 +14,7 @@ import pytest
 
 from tests.e2e.conftest import Tenants
 from tests.fixtures.images import make_image, to_bytes
-from tests.support.infra import TestInfra
+from tests.support import infra as test_infra
 from tests.support.stack import Stack
 
 # Never a hang: the answer must come well within this (the default bounds are seconds).
@@ -39,7 +39,7 @@ def _assert_unavailable(response: httpx.Response) -> None:
 
 
 @pytest.fixture
-def s3_down(infra: TestInfra, stack: Stack, tenants: Tenants) -> Iterator[None]:
+def s3_down(infra: test_infra.TestInfra, stack: Stack, tenants: Tenants) -> Iterator[None]:
     # The platform key is used first, so both services hold it in their auth caches.
     httpx.get(f"{stack.url('ingest')}/v1/uploads/upl_x", headers=tenants.tube._http.headers)
     httpx.get(f"{stack.url('report')}/v1/reports", headers=tenants.tube._http.headers)
@@ -52,7 +52,7 @@ def s3_down(infra: TestInfra, stack: Stack, tenants: Tenants) -> Iterator[None]:
 
 
 @pytest.fixture
-def kafka_down(infra: TestInfra, stack: Stack) -> Iterator[None]:
+def kafka_down(infra: test_infra.TestInfra, stack: Stack) -> Iterator[None]:
     infra.script("kafka.sh", "stop")
     try:
         yield
@@ -89,7 +89,7 @@ def test_kafka_down_gives_a_bounded_503(stack: Stack, tenants: Tenants, kafka_do
 
 
 @pytest.fixture
-def kafka_hung(infra: TestInfra, stack: Stack) -> Iterator[None]:
+def kafka_hung(infra: test_infra.TestInfra, stack: Stack) -> Iterator[None]:
     """The broker's process stopped (SIGSTOP): connections are accepted, nothing answers."""
     pid = infra.pid("kafka")
     assert pid is not None
@@ -102,7 +102,7 @@ def kafka_hung(infra: TestInfra, stack: Stack) -> Iterator[None]:
 
 
 @pytest.fixture
-def s3_hung(infra: TestInfra, stack: Stack, tenants: Tenants) -> Iterator[None]:
+def s3_hung(infra: test_infra.TestInfra, stack: Stack, tenants: Tenants) -> Iterator[None]:
     httpx.get(f"{stack.url('ingest')}/v1/uploads/upl_x", headers=tenants.tube._http.headers)
     pid = infra.pid("s3")
     assert pid is not None

@@ -34,7 +34,15 @@ import numpy as np
 
 from . import audio_background as bg
 from .audio_shift import N_KEYS as SH_N_KEYS
-from .audio_shift import SH_LEAD_PITCH, SH_LEAD_SCALE, TripletIndex, Triplets, decode_triplets
+from .audio_shift import (
+    SH_LEAD_PITCH,
+    SH_LEAD_SCALE,
+    SH_SKIP_BER,
+    SH_SKIP_COVERAGE,
+    TripletIndex,
+    Triplets,
+    decode_triplets,
+)
 from .base import IndexHit, Segment
 
 # ------------------------------------------------------------------------------------ calibration
@@ -318,10 +326,12 @@ class AudioIndex:
         with self._lock:
             if not self._by_work:
                 return []
-            matches = (
-                self._search_chromaprint(q) + self._search_landmarks(q) + self._search_triplets(q)
-            )
-            if not matches:  # nothing in the foreground: registered music in the background?
+            matches = self._search_chromaprint(q) + self._search_landmarks(q)
+            # the triplets are for pitch / time-scale changes: not needed where Chromaprint
+            # already covers the whole query at its own alignment
+            if _covered(matches, q.duration_s) < SH_SKIP_COVERAGE:
+                matches += self._search_triplets(q)
+            if not matches and bg.BG_ENABLED:  # registered music in the background?
                 dense = bg.dense_landmarks(q.extra)
                 if dense is not None:
                     matches = self._search_landmarks(q, dense)
@@ -911,6 +921,26 @@ def _extend(t: Segment, qs: float, qe: float) -> Segment:
         ref_start=round(max(0.0, t.ref_start + (qs - t.query_start) * slope), 3),
         ref_end=round(t.ref_end + (qe - t.query_end) * slope, 3),
     )
+
+
+def _covered(matches: list[_Match], duration_s: float) -> float:
+    """Fraction of the query covered by clean Chromaprint segments (BER at most SH_SKIP_BER,
+    time scale inside its grid): a worse one may be a larger change that the triplets measure."""
+    spans = sorted(
+        (s.query_start, s.query_end)
+        for m in matches
+        if m.signal == "chromaprint"
+        and abs(float(m.evidence.get("time_scale", 1.0)) - 1.0) < SH_LEAD_SCALE
+        and float(m.evidence.get("chromaprint_ber", 1.0)) <= SH_SKIP_BER
+        for s in m.segments
+    )
+    total, end = 0.0, 0.0
+    for a, b in spans:
+        a = max(a, end)
+        if b > a:
+            total += b - a
+            end = b
+    return total / max(duration_s, 1e-6)
 
 
 def _merge_rank(m: _Match) -> int:

@@ -52,7 +52,7 @@ SH_OFFSET_BIN = 6  # frames per offset bucket on the scale grid
 SH_FIT_TOL = 4.0  # frames: inlier residual after the least-squares fit
 SH_MIN_INLIERS = 12  # distinct query triplets agreeing on one (pitch, scale, offset)
 SH_MIN_ANCHORS = 6  # ... with at least this many distinct anchor frames
-SH_MAX_CANDIDATES = 12  # (work, pitch) groups verified per query
+SH_MAX_CANDIDATES = 4  # (work, pitch) groups verified per query (the largest)
 SH_SCORE_HALF = 20.0  # score = n / (n + SH_SCORE_HALF)
 SH_KEY_CAP_FACTOR = 60  # skip keys with more than this x the mean postings
 SH_KEY_CAP_MIN = 1000
@@ -60,6 +60,11 @@ SH_KEY_CAP_MIN = 1000
 # shifted by this much pitch or time scale (Chromaprint searches +-5 % only, landmarks neither)
 SH_LEAD_PITCH = 0.5  # semitones
 SH_LEAD_SCALE = 0.04
+# the triplets are not searched when Chromaprint segments already cover this much of the query
+SH_SKIP_COVERAGE = 0.9
+SH_SKIP_BER = (
+    0.12  # ... at this BER or lower (clean, MP3, noise: <= 0.12; a 10 % stretch: 0.16-0.2)
+)
 SH_EDGE_PAD_S = 0.25  # segment edges: peaks are sparse, the audio reaches a little further
 
 _N_DF = 2 * SH_DF_MAX + 1
@@ -309,13 +314,15 @@ class TripletIndex:
         order = np.argsort(-pair_counts, kind="stable")
         out: list[ShiftMatch] = []
         done: set[int] = set()
+        tried = 0
         for gi in order[: 3 * SH_MAX_CANDIDATES]:
-            if pair_counts[gi] < SH_MIN_INLIERS or len(out) >= SH_MAX_CANDIDATES:
+            if pair_counts[gi] < SH_MIN_INLIERS or tried >= SH_MAX_CANDIDATES:
                 break
             g = int(ug[gi])
             if g in done:
                 continue
             done.update((g, g + 1))
+            tried += 1
             sel = np.flatnonzero((group == g) | (group == g + 1))
             m = self._verify(q, qi[sel], pos[sel], pitch[sel], int(slot[sel[0]]), static_of,
                              query_duration_s, ref_duration_s)  # fmt: skip
@@ -346,12 +353,12 @@ class TripletIndex:
             b -= b.min()
             width = int(b.max()) + 1
             cell = np.arange(len(SH_SCALES))[:, None] * width + b
-            cells, cnt = np.unique(cell, return_counts=True)
+            cnt = np.bincount(cell.ravel())
             k = int(np.argmax(cnt))
             if cnt[k] > best_n:
                 best_n = int(cnt[k])
-                si = int(cells[k] // width)
-                best = (si, cell[si] == cells[k])
+                si = k // width
+                best = (si, cell[si] == k)
         if best is None or best_n < SH_MIN_INLIERS:
             return None
         si, mask = best

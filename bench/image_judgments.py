@@ -6,16 +6,24 @@ signals, distances, evidence: every hit, in order) before and after, on the same
 fingerprints, and comparing the two recordings line by line.
 
     .venv/bin/python -m bench.image_judgments record OUT.jsonl -- [image_bench options]
+    .venv/bin/python -m bench.image_judgments replay CACHE.pkl OUT.jsonl [--per-transform N]
+        [--distractors N] [--siblings N] [--index MODULE:CLASS]
     .venv/bin/python -m bench.image_judgments compare BEFORE.jsonl AFTER.jsonl
 
 ``record`` runs the benchmark itself (pass ``--million 0``: the scale test has synthetic
 codes and no judgments worth keeping) with an index that writes each search's hits.
+``replay`` judges a fixed subset of a benchmark's cached fingerprints (``--cache`` of
+``bench.image_bench``): the first N queries of every transform, then N distractors and N
+siblings, against all registered works; ``--index`` names the index class (another
+version of it, on ``PYTHONPATH``).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import pickle
 import sys
 from pathlib import Path
 
@@ -46,6 +54,27 @@ def record(out: Path, bench_args: list[str]) -> None:
             image_bench.ImageIndex = base
 
 
+def replay(
+    cache: Path, out: Path, index: str, per_transform: int, distractors: int, siblings: int
+) -> None:
+    module, name = index.split(":")
+    idx = getattr(importlib.import_module(module), name)()
+    results = pickle.loads(cache.read_bytes())
+    registered = [r for r in results if r["kind"] == "registered"]
+    for i, r in enumerate(registered):
+        idx.add(f"w{i}", r["fp"])
+    queries = []
+    for t in registered[0]["queries"]:  # the transforms as the cache holds them
+        rs = [r for r in registered if t in r.get("queries", {})][:per_transform]
+        queries += [r["queries"][t] for r in rs]
+    for kind, n in (("distractor", distractors), ("sibling", siblings)):
+        queries += [r["fp"] for r in results if r["kind"] == kind][:n]
+    with out.open("w") as f:
+        for q in queries:
+            f.write(_line(idx.search(q)) + "\n")
+            f.flush()
+
+
 def compare(before: Path, after: Path) -> int:
     a, b = before.read_text().splitlines(), after.read_text().splitlines()
     differ = [i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y]
@@ -65,6 +94,13 @@ def main(argv: list[str] | None = None) -> None:
     rec = sub.add_parser("record")
     rec.add_argument("out", type=Path)
     rec.add_argument("bench_args", nargs=argparse.REMAINDER)
+    rep = sub.add_parser("replay")
+    rep.add_argument("cache", type=Path)
+    rep.add_argument("out", type=Path)
+    rep.add_argument("--index", default="contentmatch_match.image:ImageIndex")
+    rep.add_argument("--per-transform", type=int, default=20)
+    rep.add_argument("--distractors", type=int, default=100)
+    rep.add_argument("--siblings", type=int, default=40)
     cmp_ = sub.add_parser("compare")
     cmp_.add_argument("before", type=Path)
     cmp_.add_argument("after", type=Path)
@@ -72,6 +108,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.cmd == "record":
         rest = [a for a in args.bench_args if a != "--"]
         record(args.out, rest)
+    elif args.cmd == "replay":
+        replay(
+            args.cache,
+            args.out,
+            args.index,
+            args.per_transform,
+            args.distractors,
+            args.siblings,
+        )
     else:
         sys.exit(compare(args.before, args.after))
 

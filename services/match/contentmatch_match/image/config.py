@@ -199,6 +199,57 @@ class FineMeasure:
 
 
 @dataclass(frozen=True)
+class MaskedLimits:
+    """What the masked judge (``masked``) needs to see to accept."""
+
+    min_blocks: int = 8  # informative blocks in the overlap
+    min_agree_share: float = 0.4  # agreeing / informative blocks
+    min_agree_zncc: float = 0.8  # mean correlation of the agreeing blocks
+    max_unexplained: float = 0.05  # differing blocks no overlay explains / informative
+    max_added: float = 0.1  # blocks textured in the query only (outside bands) / informative
+    max_occluded: float = 0.6  # blocks set aside as overlay / informative
+    max_colour_off: float = 0.2  # coloured pixels off the fitted grade
+    min_overlap: float = 0.25  # share of the work the query shows
+    grade_max_turn: float = 15.0  # degrees of hue turn a grade may make
+    grade_gain: tuple[float, float] = (0.35, 2.5)  # saturation gain a grade may make
+
+
+@dataclass(frozen=True)
+class MaskedRules:
+    """The masked judge: occluded blocks explained by an overlay, colours by one grade."""
+
+    limits: MaskedLimits = field(default_factory=MaskedLimits)
+    # A deep zoom shows a small part of the work (a third of each side: 0.11 of it): nearly
+    # every block there must agree, nothing is set aside as an overlay
+    zoom: MaskedLimits = field(
+        default_factory=lambda: MaskedLimits(
+            min_agree_share=0.85,
+            min_agree_zncc=0.85,
+            max_unexplained=0.06,
+            max_occluded=0.1,
+            max_added=0.05,
+            min_overlap=0.09,
+        )
+    )
+    zoom_min_inliers: int = 20  # homography inliers a deep zoom needs
+    agree_weight: float = 0.4  # score: 0.5 * prior + this * agreeing block share
+
+
+@dataclass(frozen=True)
+class HomographyParams:
+    """The homography an ORB candidate may be aligned by instead (``homography``)."""
+
+    ransac_px: float = 6.0  # reprojection threshold, px of the work's ORB copy (<= 640 px)
+    min_inliers: int = 12  # distinct inliers (both sides) a homography needs
+    seed_px: float = 30.0  # px from a similarity's prediction within which votes are kept
+    max_keystone: float = 1.8  # ratio of opposite sides' lengths (a 15 degree tilt: ~1.3)
+    max_corner_skew: float = 35.0  # degrees a mapped corner may be off a right angle
+    scale_range: tuple[float, float] = (0.2, 6.0)  # query -> work area scale
+    max_rotation: float = 25.0  # degrees (the mapped frame's top edge)
+    min_spread: float = 0.2  # inliers span this share of the work in one direction
+
+
+@dataclass(frozen=True)
 class TableParams:
     compact_ratio: float = 0.25  # rebuild the tables once dead rows exceed this share ...
     compact_min: int = 8  # ... and this many
@@ -216,6 +267,8 @@ class ImageMatchConfig:
     fine: FineRules = field(default_factory=FineRules)
     dense_measure: DenseMeasure = field(default_factory=DenseMeasure)
     fine_measure: FineMeasure = field(default_factory=FineMeasure)
+    masked: MaskedRules = field(default_factory=MaskedRules)
+    homography: HomographyParams = field(default_factory=HomographyParams)
     tables: TableParams = field(default_factory=TableParams)
 
 

@@ -13,12 +13,17 @@ Public keys, read by the report service and stable within a schema version:
     Which view of the upload matched: ``original``, ``mirror``, ``trim`` (inside a plain
     border), ``crop`` (a centre crop of the work), ``box`` (a picture on a page).
 ``verified``
-    What accepted a whole-picture, crop or box match: ``dense`` (the thumbnails), ``orb``
-    or ``hashes`` (fingerprints without thumbnails).
+    What accepted a whole-picture, crop or box match: ``dense`` (the thumbnails), ``masked``
+    (the masked judge: an everyday edit set aside), ``orb`` or ``hashes`` (fingerprints
+    without thumbnails); ORB hits say ``masked`` when that judge accepted them.
+``alignment``
+    ``homography`` when an ORB match was aligned by a homography (a photo of a screen or a
+    print) rather than a similarity.
 
 Diagnostic keys (figures the judges decided on, for people tuning them; not a contract):
 ``pdq_quality``, ``dhash_v``, ``crop_code``, ``crop_keep``, ``box_code``, ``orb_votes``,
-``scale``, ``rotation_deg``, ``dense_*`` (``DenseCheck.as_evidence``) and ``fine_*``
+``scale``, ``rotation_deg``, ``masked_*`` and ``grade_*`` (``MaskedCheck.as_evidence``),
+``dense_*`` (``DenseCheck.as_evidence``) and ``fine_*``
 (``FineCheck.as_evidence``).
 """
 
@@ -29,7 +34,17 @@ from typing import TypedDict
 from contentmatch_match.image.align import map_region
 from contentmatch_match.image.stages import Candidate, Checks, Judgment
 
-PUBLIC_KEYS = ("region", "query_region", "phash", "pdq", "dhash", "orb_inliers", "variant")
+PUBLIC_KEYS = (
+    "region",
+    "query_region",
+    "phash",
+    "pdq",
+    "dhash",
+    "orb_inliers",
+    "variant",
+    "verified",
+    "alignment",
+)
 
 
 class Region(TypedDict):

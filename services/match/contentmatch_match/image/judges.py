@@ -22,6 +22,7 @@ from contentmatch_match.image.config import (
 )
 from contentmatch_match.image.dense import DenseCheck
 from contentmatch_match.image.fine import FineCheck
+from contentmatch_match.image.masked import MaskedCheck, masked_check
 from contentmatch_match.image.signals.orb import matcher, similarity
 from contentmatch_match.image.stages import (
     Candidate,
@@ -31,6 +32,7 @@ from contentmatch_match.image.stages import (
     SearchContext,
     closeness,
 )
+from contentmatch_match.image.thumbs import Thumb
 
 
 def dense_score(prior: float, agree_band: float) -> float:
@@ -99,13 +101,17 @@ class ColourJudge:
             return "colour_moved"  # recoloured in part: another flag of the same layout
         if d.colour_reversed > r.max_colour_reversed:
             return "colour_reversed"  # a badge in the opposite colour
-        if d.work_chroma < self.min_chroma and (
-            d.query_chroma > r.colour_added or d.query_coloured > r.colour_added_share
-        ):
+        if self.colour_added(d):
             return "colour_added"  # colours where the work has none
         if d.colour < min_colour:  # NaN (a grey side) does not refuse
             return "colour_cosine"
         return ""
+
+    def colour_added(self, d: DenseCheck) -> bool:
+        r = self.r
+        return d.work_chroma < self.min_chroma and (
+            d.query_chroma > r.colour_added or d.query_coloured > r.colour_added_share
+        )
 
 
 class WholeBoxJudge:
@@ -151,6 +157,61 @@ class FineJudge:
         return ""
 
 
+class MaskedJudge:
+    """Everyday edits the pixel judges refuse (caption bands, a logo or watermark over the
+    picture, a colour grade with a vignette, a photo of a screen): compared block by block
+    (``masked.masked_check``), the blocks that differ must be explained by an overlay
+    (translucent, or opaque bands along the top or bottom), colours by one grade model, and
+    what is left, with the edit undone, must pass the pixel judges as a plain copy. With
+    ``zoom``, a candidate showing less of the work than ``limits.min_overlap`` (a deep zoom)
+    is judged by the stricter zoom limits instead, and needs ``zoom_min_inliers``."""
+
+    name = "masked"
+
+    def __init__(self, cfg: ImageMatchConfig, zoom: bool = False, homography_only: bool = False):
+        self.cfg, self.zoom, self.homography_only = cfg, zoom, homography_only
+        self.dense = DenseJudge(cfg.dense)
+        self.colour = ColourJudge(cfg.dense, cfg.dense_measure.min_chroma)
+        self.fine = FineJudge(cfg.fine)
+
+    def judge(self, cand: Candidate, checks: Checks, ctx: SearchContext) -> Judgment | None:
+        transform = cand.transform()
+        if not checks.has_thumbs or transform is None:
+            return None
+        if self.homography_only and cand.homography is None:
+            return None
+        # A grade model explains a cast over a grey work as well as a red cross where the
+        # work's is black: colour where the work has none refuses here as for a plain copy.
+        if checks.can_measure and self.colour.colour_added(checks.dense):
+            return Judgment(self.name, False, "colour_added")
+        mr = self.cfg.masked
+        m = masked_check(checks.work, cand.query, transform)
+        checks.cache[self.name] = m
+        ev: dict[str, object] = {**m.as_evidence(), "verified": "masked"}
+        if self.zoom and m.overlap < mr.limits.min_overlap:
+            inliers = cand.orb_inliers or 0
+            ok = inliers >= mr.zoom_min_inliers and m.accepted(mr.zoom)
+            reason = "" if ok else "zoom"
+        else:
+            reason = "" if m.accepted(mr.limits) else "blocks"
+            reason = reason or self._restored_refusal(m, checks)
+        score = float(min(1.0, 0.5 * cand.prior + mr.agree_weight * m.agree))
+        return Judgment(self.name, not reason, reason, ev, score=score, verified="masked")
+
+    def _restored_refusal(self, m: MaskedCheck, checks: Checks) -> str:
+        """The query with the edit undone, judged by the pixel judges as a plain copy."""
+        if m.restored is None or m.restored_align is None:
+            return "nothing_restored"
+        restored = Candidate(
+            checks.cand.slot, self.name, "", 0, 0.0, {}, Thumb(*m.restored), m.restored_align
+        )
+        sub = Checks(restored, checks.work, self.cfg)
+        reason = self.dense.refusal(sub.dense) or self.colour.refusal(sub.dense)
+        if not reason and sub.fine is not None:
+            reason = self.fine.refusal(sub.fine)
+        return f"restored_{reason}" if reason else ""
+
+
 class HashRulesJudge:
     """Whole-picture candidates without thumbnails on both sides: ORB confirms geometrically,
     or all three hashes are close, or the hash rules of the first calibration hold and ORB
@@ -164,7 +225,7 @@ class HashRulesJudge:
 
     def judge(self, cand: Candidate, checks: Checks, ctx: SearchContext) -> Judgment | None:
         h = cand.hashes
-        if checks.can_measure or h is None:
+        if checks.has_thumbs or h is None:
             return None
         r = self.r
         inl = self._orb_inliers(cand, ctx)
@@ -222,7 +283,7 @@ class OrbInliersJudge:
         self.min_inliers = min_inliers
 
     def judge(self, cand: Candidate, checks: Checks, ctx: SearchContext) -> Judgment | None:
-        if checks.can_measure or cand.orb_inliers is None:
+        if checks.has_thumbs or cand.orb_inliers is None:
             return None
         ok = cand.orb_inliers >= self.min_inliers
         return Judgment(self.name, ok, "" if ok else "inliers", score=cand.prior, verified="orb")

@@ -3,13 +3,14 @@
 A stage's proposer yields candidates; each is judged (``judges``) along the stage's paths in
 order: a path accepts when every judge on it with something to say accepts, at least one
 does, and one of them settles the score; the first path that accepts decides. (The default
-stages have the thumbnail judges as the first path and, for fingerprints without
-thumbnails, the hash rules or ORB inliers as the next.) The first accepted candidate of a
-work in a stage is its hit: a proposer may offer a second alignment of one work, judged only
-when the first is refused. Stages marked ``fallback`` run only while no
-stage has found anything: the whole-picture hashes first, then dHash, the vertical dHash,
-the crop ladder, the page boxes, and ORB local features last (ORB can also run always, or
-never: ``second_tier``). A later stage's hit on a work already found adds its evidence.
+stages have the pixel judges as the first path, the masked judge for everyday edits next
+and, for fingerprints without thumbnails, the hash rules or ORB inliers last.) The first
+accepted candidate of a work in a stage is its hit: a proposer may offer a second alignment
+of one work (ORB: a homography), judged only when the first is refused. Stages marked
+``fallback`` run only while no stage has found anything: the whole-picture hashes first,
+then dHash, the vertical dHash, the crop ladder, the page boxes, and ORB local features
+last (ORB can also run always, or never: ``second_tier``). A later stage's hit on a work
+already found adds its evidence.
 
 Scores (one formula per way of acceptance, then ``round(weight * score, 4)``):
   * dense judges: ``0.5 * prior + 0.5 * agree_band`` (capped at 1), where ``prior`` is the
@@ -17,6 +18,9 @@ Scores (one formula per way of acceptance, then ``round(weight * score, 4)``):
     ``0.5 + 0.5 * (inliers - min_inliers) / (4 * min_inliers)``) and ``agree_band`` the
     dense check's agreeing share of textured pixels;
   * ORB confirming a whole-picture candidate, or ORB inliers alone: ``prior``;
+  * masked judge: ``0.5 * prior + MaskedRules.agree_weight * agree`` (capped at 1), where
+    ``agree`` is the share of informative blocks that agree: below a dense acceptance of
+    the same candidate, as part of the picture was set aside;
   * hash rules: the closeness of pHash and PDQ at their hash-only radii, the larger.
   ``weight`` is 1 except for ORB hits (``OrbParams.score_weight``).
 """
@@ -28,11 +32,13 @@ from dataclasses import dataclass
 
 from contentmatch_match.image.config import ImageMatchConfig
 from contentmatch_match.image.evidence import hit_evidence
+from contentmatch_match.image.homography import PerspectiveFit
 from contentmatch_match.image.judges import (
     ColourJudge,
     DenseJudge,
     FineJudge,
     HashRulesJudge,
+    MaskedJudge,
     OrbInliersJudge,
     WholeBoxJudge,
 )
@@ -85,16 +91,21 @@ def default_stages(cfg: ImageMatchConfig) -> tuple[Stage, ...]:
     hashes = HashRulesJudge(cfg.hashes, cfg.orb, cfg.whole.phash_radius, cfg.whole.pdq_radius)
     pixels = (dense, colour, fine)
     boxed = (dense, colour, WholeBoxJudge(cfg.boxes.min_agree), fine)
+    masked = MaskedJudge(cfg)
     return (
-        Stage("whole", WholeHashProposer(), (pixels, (hashes,)), fallback=False),
-        Stage("dhash", DHashProposer(), (pixels, (hashes,))),
+        Stage("whole", WholeHashProposer(), (pixels, (masked,), (hashes,)), fallback=False),
+        Stage("dhash", DHashProposer(), (pixels, (masked,), (hashes,))),
         Stage("dhash_v", VerticalDHashProposer(), (pixels,)),
         Stage("crop", CropLadderProposer(), (pixels,)),
         Stage("boxes", PageBoxProposer(), (boxed,)),
         Stage(
             "orb",
-            OrbProposer(),
-            (pixels, (OrbInliersJudge(cfg.orb.min_inliers),)),
+            OrbProposer(local_fit=PerspectiveFit(cfg.homography)),
+            (
+                pixels,
+                (MaskedJudge(cfg, zoom=True, homography_only=True),),
+                (OrbInliersJudge(cfg.orb.min_inliers),),
+            ),
             mark_verified=False,
             local=True,
         ),
@@ -139,6 +150,11 @@ def _stage_hits(stage: Stage, ctx: SearchContext) -> dict[int, IndexHit]:
             if cand.slot in found:
                 continue
             v = judge(cand, stage.paths, ctx, stage.mark_verified)
+            while not v.accepted and cand.alternative is not None:
+                alt = cand.alternative()
+                if alt is None:
+                    break
+                cand, v = alt, judge(alt, stage.paths, ctx, stage.mark_verified)
             if v.accepted:
                 found[cand.slot] = IndexHit(
                     work_id=ctx.works.work_ids[cand.slot],

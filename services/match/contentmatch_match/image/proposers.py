@@ -23,7 +23,13 @@ from contentmatch_match.image.signals.codes import bits, hamming, informative
 from contentmatch_match.image.signals.crops import Box, crop_code, rung_box, tiny, zscored
 from contentmatch_match.image.signals.orb import similarity
 from contentmatch_match.image.signals.vertical import vertical_dhash
-from contentmatch_match.image.stages import Candidate, HashDistances, SearchContext, closeness
+from contentmatch_match.image.stages import (
+    Candidate,
+    HashDistances,
+    LocalFit,
+    SearchContext,
+    closeness,
+)
 from contentmatch_match.image.tables import CodeTable
 from contentmatch_match.image.thumbs import Thumb
 
@@ -363,6 +369,11 @@ class OrbProposer:
 
     name = "orb"
 
+    def __init__(self, local_fit: LocalFit | None = None) -> None:
+        # Another model of the votes (a homography: a photo of a screen or a print), tried
+        # when the similarity is not found or its candidate is refused
+        self.local_fit = local_fit
+
     def propose(self, q: ImageQuery, ctx: SearchContext) -> Iterator[list[Candidate]]:
         table, op = ctx.tables["orb"], ctx.cfg.orb
         qorb = q.orb if ctx.use_orb else None
@@ -390,57 +401,128 @@ class OrbProposer:
         slots, starts, votes = np.unique(owner, return_index=True, return_counts=True)
         ranked = np.argsort(-votes, kind="stable")[: op.verify_top]
         kp = table.extras["kp"].view
-        qw, qh = qorb.width, qorb.height
         out = []
         for r in ranked:
             if votes[r] < op.min_votes:
                 break
             s0, n = starts[r], votes[r]
-            slot = int(slots[r])
-            src = qorb.kp[qidx[s0 : s0 + n]]
-            dst = kp[ids[s0 : s0 + n]]
-            ww, wh = ctx.works.orb_size[slot]
-            wt = ctx.works.thumbs[slot]
-            can_dense = q.thumb is not None and wt is not None
-            min_inl = op.min_inliers_dense if can_dense else 0
-            found = similarity(src, dst, ww, wh, op, min_inliers=min_inl, dense=can_dense)
-            if found is None:
-                continue
-            M, inliers = found.M, found.inliers
-            qpts = src[found.mask]
-            evidence: dict[str, object] = {
-                "orb_inliers": inliers,
-                "orb_votes": int(n),
-                "region": map_region(M, qw, qh, ww, wh),
-                "query_region": {
-                    "x": round(float(qpts[:, 0].min() / qw), 4),
-                    "y": round(float(qpts[:, 1].min() / qh), 4),
-                    "w": round(float(np.ptp(qpts[:, 0]) / qw), 4),
-                    "h": round(float(np.ptp(qpts[:, 1]) / qh), 4),
-                },
-                "scale": round(found.scale, 3),
-                "rotation_deg": round(found.rotation_deg, 2),
-            }
-            align = None
-            if can_dense:
-                # The similarity (query ORB px -> work ORB px) carried over to thumbnail px.
-                qg = q.thumb.grey.shape
-                to_orb = np.diag([qw / qg[1], qh / qg[0], 1.0])
-                to_thumb = np.diag([wt.grey.shape[1] / ww, wt.grey.shape[0] / wh, 1.0])
-                align = (to_thumb @ np.vstack([M, [0, 0, 1]]) @ to_orb)[:2]
-            prior = 0.5 + 0.5 * (inliers - op.min_inliers) / (4.0 * op.min_inliers)
-            out.append(
-                Candidate(
-                    slot,
-                    self.name,
-                    "orb",
-                    float(inliers),
-                    min(1.0, prior),
-                    evidence,
-                    query=q.thumb if can_dense else None,
-                    align=align,
-                    orb_inliers=inliers,
-                    weight=op.score_weight,
-                )
-            )
+            votes_of = _Votes(int(slots[r]), qorb.kp[qidx[s0 : s0 + n]], kp[ids[s0 : s0 + n]])
+            cand = self._similarity(q, ctx, votes_of)
+            if cand is None:
+                cand = self._local(q, ctx, votes_of, None)
+            if cand is not None:
+                out.append(cand)
         yield out
+
+    def _similarity(self, q: ImageQuery, ctx: SearchContext, v: _Votes) -> Candidate | None:
+        op, qorb = ctx.cfg.orb, q.orb
+        if qorb is None:
+            return None
+        qw, qh = qorb.width, qorb.height
+        ww, wh = ctx.works.orb_size[v.slot]
+        wt = ctx.works.thumbs[v.slot]
+        can_dense = q.thumb is not None and wt is not None
+        min_inl = op.min_inliers_dense if can_dense else 0
+        found = similarity(v.src, v.dst, ww, wh, op, min_inliers=min_inl, dense=can_dense)
+        if found is None:
+            return None
+        M, inliers = found.M, found.inliers
+        qpts = v.src[found.mask]
+        evidence: dict[str, object] = {
+            "orb_inliers": inliers,
+            "orb_votes": len(v.src),
+            "region": map_region(M, qw, qh, ww, wh),
+            "query_region": {
+                "x": round(float(qpts[:, 0].min() / qw), 4),
+                "y": round(float(qpts[:, 1].min() / qh), 4),
+                "w": round(float(np.ptp(qpts[:, 0]) / qw), 4),
+                "h": round(float(np.ptp(qpts[:, 1]) / qh), 4),
+            },
+            "scale": round(found.scale, 3),
+            "rotation_deg": round(found.rotation_deg, 2),
+        }
+        align = None
+        if can_dense:
+            align = _in_thumbs(np.vstack([M, [0, 0, 1]]), q.thumb, wt, (qw, qh), (ww, wh))[:2]
+        return Candidate(
+            v.slot,
+            self.name,
+            "orb",
+            float(inliers),
+            _orb_prior(inliers, op.min_inliers),
+            evidence,
+            query=q.thumb if can_dense else None,
+            align=align,
+            orb_inliers=inliers,
+            weight=op.score_weight,
+            alternative=(lambda: self._local(q, ctx, v, M)) if can_dense else None,
+        )
+
+    def _local(
+        self, q: ImageQuery, ctx: SearchContext, v: _Votes, seed: np.ndarray | None
+    ) -> Candidate | None:
+        """The votes under ``local_fit``'s model (a homography), for the judges that measure
+        through one; only for works and queries with thumbnails."""
+        qorb, wt = q.orb, ctx.works.thumbs[v.slot]
+        if self.local_fit is None or qorb is None or q.thumb is None or wt is None:
+            return None
+        qw, qh = qorb.width, qorb.height
+        ww, wh = ctx.works.orb_size[v.slot]
+        fit = self.local_fit(v.src, v.dst, (qw, qh), (ww, wh), seed)
+        if fit is None:
+            return None
+        H, inliers = fit
+        corners = np.array([[0, 0, 1], [qw, 0, 1], [qw, qh, 1], [0, qh, 1]], np.float64) @ H.T
+        if np.any(corners[:, 2] <= 1e-9):
+            return None  # a corner at infinity: no plane seen by a camera
+        xy = corners[:, :2] / corners[:, 2:3]
+        x0, y0 = np.clip(xy.min(axis=0) / (ww, wh), 0, 1)
+        x1, y1 = np.clip(xy.max(axis=0) / (ww, wh), 0, 1)
+        region = {
+            k: round(float(val), 4)
+            for k, val in zip("xywh", (x0, y0, x1 - x0, y1 - y0), strict=True)
+        }
+        op = ctx.cfg.orb
+        return Candidate(
+            v.slot,
+            self.name,
+            "orb",
+            float(inliers),
+            _orb_prior(inliers, op.min_inliers),
+            {
+                "orb_inliers": inliers,
+                "orb_votes": len(v.src),
+                "region": region,
+                "alignment": "homography",
+            },
+            query=q.thumb,
+            homography=_in_thumbs(H, q.thumb, wt, (qw, qh), (ww, wh)),
+            orb_inliers=inliers,
+            weight=op.score_weight,
+        )
+
+
+class _Votes(NamedTuple):
+    """One work's correspondences: query ORB px -> work ORB px."""
+
+    slot: int
+    src: np.ndarray
+    dst: np.ndarray
+
+
+def _orb_prior(inliers: int, min_inliers: int) -> float:
+    return min(1.0, 0.5 + 0.5 * (inliers - min_inliers) / (4.0 * min_inliers))
+
+
+def _in_thumbs(
+    T: np.ndarray,
+    q_thumb: Thumb,
+    wt: Thumb,
+    query_size: tuple[int, int],
+    work_size: tuple[int, int],
+) -> np.ndarray:
+    """A 3x3 between ORB copies (query ORB px -> work ORB px) as one between thumbnails."""
+    (qw, qh), (ww, wh) = query_size, work_size
+    to_orb = np.diag([qw / q_thumb.grey.shape[1], qh / q_thumb.grey.shape[0], 1.0])
+    to_thumb = np.diag([wt.grey.shape[1] / ww, wt.grey.shape[0] / wh, 1.0])
+    return to_thumb @ T @ to_orb

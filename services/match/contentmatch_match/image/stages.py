@@ -3,7 +3,7 @@ and judgments (a judge's "yes" or "no", with the figures it decided on)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Protocol
@@ -55,6 +55,8 @@ class Candidate:
     orb_inliers: int | None = None  # local-feature candidates
     region_from_alignment: bool = False  # report where the judged alignment puts the query
     weight: float = 1.0  # the final score's factor (a local-feature match ranks lower)
+    # Another alignment of the same work, made (and judged) only when this one is refused
+    alternative: Callable[[], Candidate | None] | None = field(default=None, repr=False)
 
     def transform(self) -> np.ndarray | None:
         """3x3 query thumbnail px -> work thumbnail px, whichever alignment it has."""
@@ -83,7 +85,9 @@ class Checks:
 
     def __init__(self, cand: Candidate, work: Thumb | None, cfg: ImageMatchConfig) -> None:
         self.cand, self.work, self.cfg = cand, work, cfg
-        self.can_measure = work is not None and cand.query is not None and cand.align is not None
+        # both sides have thumbnails: the pixel judges decide, the hash rules have no say
+        self.has_thumbs = work is not None and cand.query is not None
+        self.can_measure = self.has_thumbs and cand.align is not None  # (an affine alignment)
         self.measured: list[str] = []
         self.cache: dict[str, object] = {}  # other judges' measurements, by name
 
@@ -133,6 +137,21 @@ class Proposer(Protocol):
     def propose(self, q: ImageQuery, ctx: SearchContext) -> Iterator[list[Candidate]]:
         """Batches of candidates, best first; the stage stops after the first batch that
         had a candidate accepted."""
+        ...
+
+
+class LocalFit(Protocol):
+    def __call__(
+        self,
+        src: np.ndarray,
+        dst: np.ndarray,
+        query_size: tuple[int, int],
+        work_size: tuple[int, int],
+        seed: np.ndarray | None,
+    ) -> tuple[np.ndarray, int] | None:
+        """Another model of keypoint correspondences (query ORB px ``src`` -> work ORB px
+        ``dst``, n x 2) than the similarity, a homography say: (3x3, distinct inliers) or
+        None. ``seed`` is the similarity found before (2x3), if any."""
         ...
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import glob
 import hashlib
+import multiprocessing
 import os
 import pickle
 import random
@@ -143,7 +144,10 @@ MAX_PER_COLLECTION = 400
 def list_corpus(seed: int, second: bool = False) -> list[str]:
     files: list[str] = []
     if second:
-        print(f"second corpus: {cut_cards()} playing cards cut from the rendered decks")
+        # In a process of its own: OpenCV's threads in this one would hang the forked workers.
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as ex:
+            n_cards = ex.submit(cut_cards).result()
+        print(f"second corpus: {n_cards} playing cards cut from the rendered decks")
     for patterns in [SECOND_GLOBS] if second else CORPUS_GLOBS.values():
         for pat in patterns:
             files.extend(glob.glob(pat, recursive=True))

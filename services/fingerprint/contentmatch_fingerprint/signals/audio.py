@@ -32,6 +32,7 @@ from contentmatch_shared.decode_limits import (
 from contentmatch_shared.decode_sandbox import DecoderProcess, admit, run_decoder
 from contentmatch_shared.errors import MediaError
 from contentmatch_shared.fingerprints import AudioFingerprint
+from contentmatch_shared.landmark_pairs import pair_peaks
 from contentmatch_shared.peaks_payload import LANDMARK_PEAKS_KEY, PEAKS_KEY, encode_bin_peaks
 from contentmatch_shared.settings import get_settings
 
@@ -332,25 +333,7 @@ def _pair_peaks(t: np.ndarray, f: np.ndarray, v: np.ndarray) -> tuple[np.ndarray
     t, f = t[keep], f[keep]
     order = np.lexsort((f, t))
     t, f = t[order].astype(np.int64), f[order].astype(np.int64)
-    # pair every anchor with its next LM_FANOUT peaks inside the target zone
-    hashes, anchors = [], []
-    taken = np.zeros(len(t), np.int64)
-    for k in range(1, 4 * LM_FANOUT * 2 + 1):
-        if k >= len(t):
-            break
-        dt = t[k:] - t[:-k]
-        df = f[k:] - f[:-k]
-        ok = (dt >= 1) & (dt <= LM_DT_MAX) & (np.abs(df) <= LM_DF_MAX) & (taken[:-k] < LM_FANOUT)
-        idx = np.flatnonzero(ok)
-        taken[idx] += 1
-        hashes.append((f[idx] << 13) | ((df[idx] + 32) << 6) | dt[idx])
-        anchors.append(t[idx])
-    if not hashes:
-        return np.zeros(0, np.uint32), np.zeros(0, np.uint32)
-    h = np.concatenate(hashes).astype(np.uint32)
-    at = np.concatenate(anchors).astype(np.uint32)
-    order = np.argsort(at, kind="stable")
-    return h[order], at[order]
+    return pair_peaks(t, f, fanout=LM_FANOUT, dt_max=LM_DT_MAX, df_max=LM_DF_MAX)
 
 
 def encode_landmarks(hashes: np.ndarray, frames: np.ndarray) -> str:

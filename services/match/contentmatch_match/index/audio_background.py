@@ -9,14 +9,15 @@ reference's peak pairs even with foreground peaks in between; they are looked up
 landmark index and voted on the same way, with their own, higher acceptance count (many more
 query hashes mean more chance agreement; calibrated on never-registered queries).
 
-The hash layout must equal the fingerprint service's landmark pairing
-(``contentmatch_fingerprint.signals.audio._pair_peaks``); a unit test checks that it does.
+Both sides pair peaks with :func:`contentmatch_shared.landmark_pairs.pair_peaks`, so the hash
+layouts agree by construction; a unit test checks it on the services' own paths.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from contentmatch_shared.landmark_pairs import pair_peaks as pair_landmark_peaks
 from contentmatch_shared.peaks_payload import LANDMARK_PEAKS_KEY, decode_bin_peaks
 
 # ------------------------------------------------------------------------------------ calibration
@@ -45,27 +46,12 @@ def dense_landmarks(extra: object) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def pair_peaks(t: np.ndarray, f: np.ndarray, fanout: int) -> tuple[np.ndarray, np.ndarray]:
-    """Landmark hashes ``f1 << 13 | (df + 32) << 6 | dt`` of every anchor with its next
-    ``fanout`` peaks inside the target zone; (hashes, anchor frames), sorted by frame."""
-    t = np.asarray(t, dtype=np.int64)
-    f = np.asarray(f, dtype=np.int64)
+    """The landmark pairing of the fingerprint service with a fan-out of ``fanout``."""
     order = np.lexsort((f, t))
-    t, f = t[order], f[order]
-    hashes, anchors = [], []
-    taken = np.zeros(len(t), np.int64)
-    for k in range(1, 8 * fanout + 1):
-        if k >= len(t):
-            break
-        dt = t[k:] - t[:-k]
-        df = f[k:] - f[:-k]
-        ok = (dt >= 1) & (dt <= BG_DT_MAX) & (np.abs(df) <= BG_DF_MAX) & (taken[:-k] < fanout)
-        idx = np.flatnonzero(ok)
-        taken[idx] += 1
-        hashes.append((f[idx] << 13) | ((df[idx] + 32) << 6) | dt[idx])
-        anchors.append(t[idx])
-    if not hashes:
-        return np.zeros(0, np.uint32), np.zeros(0, np.uint32)
-    h = np.concatenate(hashes).astype(np.uint32)
-    at = np.concatenate(anchors).astype(np.uint32)
-    order = np.argsort(at, kind="stable")
-    return h[order], at[order]
+    return pair_landmark_peaks(
+        np.asarray(t)[order],
+        np.asarray(f)[order],
+        fanout=fanout,
+        dt_max=BG_DT_MAX,
+        df_max=BG_DF_MAX,
+    )

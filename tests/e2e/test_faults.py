@@ -27,6 +27,7 @@ WORK_SEEDS = (911, 912)
 STRANGER_SEEDS = (977, 978)
 OUTAGE_S = 30.0
 POST_INTERVAL_S = 1.0
+BURST = 4  # uploads posted right before each fault
 DRAIN_TIMEOUT_S = 240.0
 SETTLE_TIMEOUT_S = 90.0
 TERMINAL = ("matched", "no_match", "failed")
@@ -54,29 +55,42 @@ class Platform(threading.Thread):
         self.accepted: list[Accepted] = []
         self.refused: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self._sent = 0
         self._watcher = threading.Thread(target=self._watch, daemon=True)
 
     def run(self) -> None:
         self._watcher.start()
-        http = httpx.Client(headers=self._client._http.headers, timeout=5)
-        url = f"{self._client.endpoints.ingest}/v1/uploads"
-        i = 0
-        while self._posting.is_set():
-            data, name, work = self._payloads[i % len(self._payloads)]
-            i += 1
-            try:
-                response = http.post(url, files={"file": (name, data)})
-            except httpx.HTTPError as exc:
-                self.refused[type(exc).__name__] += 1
-            else:
-                if response.status_code == 202:
-                    with self._lock:
-                        upload_id = response.json()["upload_id"]
-                        self.accepted.append(Accepted(upload_id, work, time.monotonic()))
-                else:
-                    self.refused[str(response.status_code)] += 1
-            time.sleep(POST_INTERVAL_S)
-        http.close()
+        with httpx.Client(headers=self._client._http.headers, timeout=5) as http:
+            while self._posting.is_set():
+                self._post_one(http)
+                time.sleep(POST_INTERVAL_S)
+
+    def _post_one(self, http: httpx.Client) -> None:
+        with self._lock:
+            data, name, work = self._payloads[self._sent % len(self._payloads)]
+            self._sent += 1
+        try:
+            response = http.post(
+                f"{self._client.endpoints.ingest}/v1/uploads", files={"file": (name, data)}
+            )
+        except httpx.HTTPError as exc:
+            outcome = type(exc).__name__
+        else:
+            if response.status_code == 202:
+                with self._lock:
+                    upload_id = response.json()["upload_id"]
+                    self.accepted.append(Accepted(upload_id, work, time.monotonic()))
+                return
+            outcome = str(response.status_code)
+        with self._lock:
+            self.refused[outcome] += 1
+
+    def post_burst(self, count: int) -> None:
+        """Post ``count`` uploads now, so that a fault that follows at once has work in flight
+        (at the steady pace, a fast machine finishes each upload before the next arrives)."""
+        with httpx.Client(headers=self._client._http.headers, timeout=5) as http:
+            for _ in range(count):
+                self._post_one(http)
 
     def _watch(self) -> None:
         # Short timeouts and parallel reads: the watcher's own delay must not pass for the
@@ -170,11 +184,14 @@ def test_every_accepted_upload_survives_kills_and_outages(
         time.sleep(3)
         # Two at a time: every service dies once, and the run stays short.
         for pair in (SERVICES[:2], SERVICES[2:]):
+            platform.post_burst(BURST)
             fault(f"kill -9 {' + '.join(pair)}", lambda p=pair: stack.restart(*p))
             time.sleep(2)
+        platform.post_burst(BURST)
         fault("kill -9 kafka, down 30 s", lambda: outage("kafka"))
         # Recovered before the next fault: each one's recovery time is its own.
         platform.settle(SETTLE_TIMEOUT_S)
+        platform.post_burst(BURST)
         fault("kill -9 s3, down 30 s", lambda: outage("s3"))
         time.sleep(3)
     finally:

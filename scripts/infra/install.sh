@@ -36,6 +36,7 @@ APT_PACKAGES=(
     libchromaprint-tools    # fpcalc
     prometheus              # promtool + prometheus for the scrape tests
     chromium                # headless screenshots of the HTML reports
+    jq                      # the README's curl quickstart
 )
 
 install_apt() {

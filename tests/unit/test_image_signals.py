@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import pickle
 import struct
-import time
 import zlib
 
 import numpy as np
@@ -114,11 +113,9 @@ def test_border_is_trimmed(fp, img):
 
 def test_decompression_bomb_refused():
     data = _png_header_only(20_000, 20_000)  # 400 megapixels declared, 80 bytes sent
-    t = time.perf_counter()
     with pytest.raises(MediaError) as e:
         fingerprint_image(data)
     assert e.value.code == "image_too_large"
-    assert time.perf_counter() - t < 1.0
     side = int(MAX_PIXELS**0.5) + 10
     with pytest.raises(MediaError) as e:
         fingerprint_image(_png_header_only(side, side))
@@ -130,6 +127,7 @@ def test_garbage_refused(data):
     with pytest.raises(MediaError) as e:
         fingerprint_image(data)
     assert e.value.code == "undecodable_image"
+    assert "object at 0x" not in e.value.message
 
 
 def test_truncated_jpeg_refused(img):
@@ -193,9 +191,7 @@ def test_large_jpeg_decoded_at_reduced_scale():
     rgb, w, h = decode_image(data)
     assert (w, h) == (4000, 3000)
     assert max(rgb.size) <= 1024
-    t = time.perf_counter()
     q = fingerprint_image(data)
-    assert time.perf_counter() - t < 1.0
     assert (q.width, q.height) == (4000, 3000)
     small = fingerprint_image(to_bytes(big.resize((800, 600))))
     assert _ham(q.hashes["phash"], small.hashes["phash"]) <= 4

@@ -148,8 +148,12 @@ def decode_image(data: bytes, max_side: int = WORK_SIDE) -> tuple[Image.Image, i
         raise
     except Image.DecompressionBombError as e:
         raise MediaError("image_too_large", str(e)) from None
+    except UnidentifiedImageError:
+        # Pillow's message names its in-memory buffer object, which means nothing to a client.
+        raise MediaError(
+            "undecodable_image", "not an image in a format this service reads"
+        ) from None
     except (
-        UnidentifiedImageError,
         OSError,
         SyntaxError,
         ValueError,

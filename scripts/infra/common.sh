@@ -146,3 +146,19 @@ tail_logs() { # files...
 rotate_log() { # file
     if [[ -f "$1" ]]; then mv -f "$1" "$1.prev"; fi
 }
+
+# The commands of a local server script, which defines cmd_start and a ready check.
+server_main() { # name port logfile outfile command
+    local name="$1" port="$2" log_file="$3" out_file="$4"
+    case "${5:-}" in
+        start) cmd_start ;;
+        stop) stop_service "$name" ;;
+        restart) stop_service "$name" && cmd_start ;;
+        status) status_service "$name" "$port" ;;
+        wait) wait_service "$name" ready "$log_file" "$out_file" ;;
+        *)
+            echo "usage: $0 start|stop|status|wait|restart" >&2
+            exit 2
+            ;;
+    esac
+}

@@ -174,17 +174,7 @@ ready() {
 
 main() {
     init_paths
-    case "${1:-}" in
-        start) cmd_start ;;
-        stop) stop_service "$NAME" ;;
-        restart) stop_service "$NAME" && cmd_start ;;
-        status) status_service "$NAME" "$CM_KAFKA_PORT" ;;
-        wait) wait_service "$NAME" ready "$LOG_FILE" "$OUT_FILE" ;;
-        *)
-            echo "usage: $0 start|stop|status|wait|restart" >&2
-            exit 2
-            ;;
-    esac
+    server_main "$NAME" "$CM_KAFKA_PORT" "$LOG_FILE" "$OUT_FILE" "${1:-}"
 }
 
 main "$@"

@@ -223,18 +223,25 @@ def _kafka_bootstrap(args: argparse.Namespace) -> int:
     return 0
 
 
+def _valid_tenant(tenant: str) -> bool:
+    from contentmatch_shared.ids import InvalidId, check_tenant
+
+    try:
+        check_tenant(tenant)
+    except InvalidId as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
 def _platform_add(args: argparse.Namespace) -> int:
     import asyncio
     import os
 
-    from contentmatch_shared.ids import InvalidId, check_tenant
     from contentmatch_shared.kafka.security import add_platform, platform_principal
     from contentmatch_shared.settings import get_settings
 
-    try:
-        check_tenant(args.tenant)
-    except InvalidId as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    if not _valid_tenant(args.tenant):
         return 2
     password = asyncio.run(add_platform(get_settings(), args.tenant))
     principal = platform_principal(args.tenant)
@@ -255,14 +262,10 @@ def _platform_add(args: argparse.Namespace) -> int:
 def _platform_remove(args: argparse.Namespace) -> int:
     import asyncio
 
-    from contentmatch_shared.ids import InvalidId, check_tenant
     from contentmatch_shared.kafka.security import platform_principal, remove_platform
     from contentmatch_shared.settings import get_settings
 
-    try:
-        check_tenant(args.tenant)
-    except InvalidId as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    if not _valid_tenant(args.tenant):
         return 2
     deleted = asyncio.run(remove_platform(get_settings(), args.tenant))
     principal = platform_principal(args.tenant)

@@ -4,6 +4,7 @@ pipeline runs."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -88,10 +89,10 @@ def test_kafka_down_gives_a_bounded_503(stack: Stack, tenants: Tenants, kafka_do
     _assert_unavailable(response)
 
 
-@pytest.fixture
-def kafka_hung(infra: test_infra.TestInfra, stack: Stack) -> Iterator[None]:
-    """The broker's process stopped (SIGSTOP): connections are accepted, nothing answers."""
-    pid = infra.pid("kafka")
+@contextlib.contextmanager
+def _stopped(infra: test_infra.TestInfra, stack: Stack, name: str) -> Iterator[None]:
+    """``name``'s process stopped with SIGSTOP, continued afterwards; the stack ready again."""
+    pid = infra.pid(name)
     assert pid is not None
     os.kill(pid, signal.SIGSTOP)
     try:
@@ -99,19 +100,20 @@ def kafka_hung(infra: test_infra.TestInfra, stack: Stack) -> Iterator[None]:
     finally:
         os.kill(pid, signal.SIGCONT)
         stack.wait_ready(*stack.procs)
+
+
+@pytest.fixture
+def kafka_hung(infra: test_infra.TestInfra, stack: Stack) -> Iterator[None]:
+    """The broker's process stopped (SIGSTOP): connections are accepted, nothing answers."""
+    with _stopped(infra, stack, "kafka"):
+        yield
 
 
 @pytest.fixture
 def s3_hung(infra: test_infra.TestInfra, stack: Stack, tenants: Tenants) -> Iterator[None]:
     httpx.get(f"{stack.url('ingest')}/v1/uploads/upl_x", headers=tenants.tube._http.headers)
-    pid = infra.pid("s3")
-    assert pid is not None
-    os.kill(pid, signal.SIGSTOP)
-    try:
+    with _stopped(infra, stack, "s3"):
         yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
-        stack.wait_ready(*stack.procs)
 
 
 def test_a_hung_broker_costs_one_send_bound(

@@ -1,15 +1,32 @@
 """The in-memory view of the registry: work metadata plus one index per media type.
 
-Derived state only: it is rebuilt from the compacted ``works.registry`` topic on every start.
+Derived state only: it is rebuilt from the compacted ``works.registry`` topic on every start,
+or restored from a snapshot (``snapshot``/``restore``, format in ``index.snapshot``) and then
+brought up to date by replaying the registry from the offsets the snapshot covers.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass
+from typing import IO, Any
+
+import numpy as np
 
 from contentmatch_match.index.base import IndexHit, MediaIndex
+from contentmatch_match.index.blobs import BlobStore
+from contentmatch_match.index.object_state import object_state, restore_object
+from contentmatch_match.index.snapshot import (
+    SnapshotError,
+    State,
+    check_version,
+    prefixed,
+    read_snapshot,
+    sub,
+    write_snapshot,
+)
 from contentmatch_shared import metrics
 from contentmatch_shared.events import (
     Match,
@@ -18,6 +35,9 @@ from contentmatch_shared.events import (
     WorkFingerprinted,
     WorkMetadata,
 )
+
+# Bump when the catalog's own sections change meaning (each index versions its own state)
+SNAPSHOT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -104,3 +124,89 @@ class WorkCatalog:
             ai_system=meta.ai_system,
             work_object=entry.object,
         )
+
+    # -- snapshot ---------------------------------------------------------------------------
+
+    def snapshot(self, stream: IO[bytes], offsets: dict[str, Any]) -> int:
+        """Write the catalog (entries and every index) to ``stream`` with ``offsets``, the
+        registry positions it covers (JSON: e.g. partition -> next offset), which ``restore``
+        hands back. The caller keeps the registry follower from applying records meanwhile
+        (searches may go on). Returns the bytes written."""
+        with self._lock:
+            meta: dict[str, Any] = {
+                "kind": "catalog",
+                "version": SNAPSHOT_VERSION,
+                "offsets": offsets,
+                "created_at": time.time(),
+                "media": sorted(self.indexes),
+                "works": len(self._entries),
+            }
+            lines = "\n".join(
+                json.dumps(_entry_json(e), separators=(",", ":")) for e in self._entries.values()
+            )
+            sections: dict[str, Any] = {"entries": np.frombuffer(lines.encode(), np.uint8)}
+            for media, index in self.indexes.items():
+                m, s = prefixed(media, _index_state(index))
+                meta |= m
+                sections |= s
+            return write_snapshot(stream, meta, sections)
+
+    def restore(self, stream: IO[bytes]) -> dict[str, Any]:
+        """Replace the catalog's content by a snapshot's; the registry offsets it covers.
+        Raises ``SnapshotError`` (nothing changed) when the stream is not a snapshot this
+        build can restore."""
+        meta, sections = read_snapshot(stream, lambda _name: BlobStore.sink(None))
+        check_version(meta, "catalog", SNAPSHOT_VERSION)
+        if meta.get("media") != sorted(self.indexes):
+            raise SnapshotError(
+                f"snapshot holds indexes {meta.get('media')}, not {sorted(self.indexes)}"
+            )
+        indexes = {
+            media: _restored(index, *sub(media, meta, sections))
+            for media, index in self.indexes.items()
+        }
+        raw = sections["entries"].tobytes().decode()
+        entries = {}
+        for line in filter(None, raw.split("\n")):
+            e = _entry_from_json(json.loads(line))
+            entries[e.work_id] = e
+        with self._lock:
+            self.indexes, self._entries = indexes, entries
+            for media in indexes:
+                self._touch(media)
+        return dict(meta["offsets"])
+
+
+def _entry_json(e: CatalogEntry) -> dict[str, Any]:
+    return {
+        "w": e.work_id,
+        "t": e.tenant,
+        "m": e.media_type,
+        "d": e.metadata.model_dump(mode="json"),
+        "o": e.object.model_dump(mode="json"),
+    }
+
+
+def _entry_from_json(j: dict[str, Any]) -> CatalogEntry:
+    return CatalogEntry(
+        work_id=j["w"],
+        tenant=j["t"],
+        media_type=j["m"],
+        metadata=WorkMetadata.model_validate(j["d"]),
+        object=ObjectRef.model_validate(j["o"]),
+    )
+
+
+def _index_state(index: MediaIndex) -> State:
+    """An index's own state when it has one (its tables), else its attributes walked."""
+    state = getattr(index, "state", None)
+    return state() if callable(state) else object_state(index)
+
+
+def _restored(index: MediaIndex, meta: dict[str, Any], sections: dict[str, Any]) -> MediaIndex:
+    """A new index like ``index`` holding the snapshot's state."""
+    if callable(getattr(index, "restore_state", None)):
+        fresh = index.fresh()  # type: ignore[attr-defined]
+        fresh.restore_state(meta, sections)
+        return fresh
+    return restore_object(type(index), meta, sections)

@@ -3,12 +3,15 @@
 Storage is one table per stored code (``tables``, built from the signal registry
 ``signals.TABLES``) and a side table of works; searching runs the stages of ``pipeline``
 under one ``threading.RLock`` (adds from the registry follower, searches from the upload
-matcher). ``add`` of a known work id replaces it.
+matcher). ``add`` of a known work id replaces it. ``state``/``restore_state`` snapshot every
+table exactly (``index.snapshot``): a restored index gives the same verdicts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +28,10 @@ from contentmatch_match.image.stages import SearchContext
 from contentmatch_match.image.tables import CodeTable, Works
 from contentmatch_match.image.thumbs import work_thumbnail
 from contentmatch_match.index.base import IndexHit
+from contentmatch_match.index.snapshot import SnapshotError, State, check_version, prefixed, sub
+
+# Bump when what the tables store changes meaning (a code's layout, a derived code)
+SNAPSHOT_VERSION = 1
 
 
 class ImageIndex:
@@ -37,13 +44,17 @@ class ImageIndex:
         use_dense: bool = True,
         config: ImageMatchConfig = DEFAULT,
         stages: tuple[Stage, ...] | None = None,
+        directory: str | None = None,
     ) -> None:
+        """``directory``: where thumbnails are kept on disk (unlinked temporary files; the
+        system's temporary directory when None)."""
+        self.directory = directory
         self.use_orb = use_orb
         self.use_dense = use_dense  # False: hash/ORB rules only (no thumbnails kept)
         self.config = config
         self.stages = stages if stages is not None else default_stages(config)
         self._lock = threading.RLock()
-        self._works = Works()
+        self._works = Works(directory)
         self._tables = {spec.name: CodeTable(spec) for spec in TABLES}
 
     # -- MediaIndex -------------------------------------------------------------------------
@@ -109,9 +120,7 @@ class ImageIndex:
         with self._lock:
             if any(w in self._works.slot_of for w in work_ids):
                 raise ValueError("add_hash_codes only adds new work ids")
-            base = self._works.add(
-                list(work_ids), np.full(n, 100), np.ones(n, bool), [None] * n, [None] * n
-            )
+            base = self._works.add_bulk(list(work_ids), None)
             slots = np.arange(base, base + n, dtype=np.int32)
             t = self._tables
             for name, codes in (("phash", phash), ("dhash", dhash), ("pdq", pdq)):
@@ -137,9 +146,70 @@ class ImageIndex:
             return len(self._works)
 
     def memory_bytes(self) -> int:
+        """Resident bytes (the thumbnails on disk are not counted: ``disk_bytes``)."""
         with self._lock:
             n = sum(t.memory_bytes() for t in self._tables.values())
             return int(n + self._works.memory_bytes())
+
+    def disk_bytes(self) -> int:
+        with self._lock:
+            return self._works.disk_bytes()
+
+    # -- snapshot ---------------------------------------------------------------------------
+
+    def _layout(self) -> str:
+        """What the stored state depends on besides the code: the derived codes' parameters
+        and which signals are kept."""
+        cfg = self.config
+        what = (
+            repr(cfg.codes),
+            repr(cfg.boxes),
+            cfg.dense_measure.work_thumb_side,
+            self.use_orb,
+            self.use_dense,
+            [(t.name, t.nbytes, t.one_per_work, sorted(t.extras)) for t in TABLES],
+        )
+        return hashlib.sha256(repr(what).encode()).hexdigest()[:16]
+
+    def state(self) -> State:
+        """The index's snapshot sections (take them under the caller's pause of adds: the
+        registry follower must not add while they are written)."""
+        with self._lock:
+            meta: dict[str, Any] = {
+                "kind": "image",
+                "version": SNAPSHOT_VERSION,
+                "layout": self._layout(),
+            }
+            sections: dict[str, Any] = {}
+            for name, part in (
+                ("works", self._works.state()),
+                *((f"table_{n}", t.state()) for n, t in self._tables.items()),
+            ):
+                m, s = prefixed(name, part)
+                meta |= m
+                sections |= s
+            return meta, sections
+
+    def fresh(self) -> ImageIndex:
+        """An empty index configured as this one."""
+        return ImageIndex(self.use_orb, self.use_dense, self.config, self.stages, self.directory)
+
+    def restore_state(self, meta: dict[str, Any], sections: dict[str, Any]) -> None:
+        """Replace this index's content by a snapshot's (refused when written by a build or
+        configuration that stores other codes)."""
+        check_version(meta, "image", SNAPSHOT_VERSION)
+        if meta.get("layout") != self._layout():
+            raise SnapshotError(
+                "image snapshot was written with other codes or signals (configuration "
+                "changed): replay the registry instead"
+            )
+        works = Works.from_state(*sub("works", meta, sections), self.directory)
+        tables = {
+            spec.name: CodeTable.from_state(spec, *sub(f"table_{spec.name}", meta, sections))
+            for spec in TABLES
+        }
+        with self._lock:
+            self._works, self._tables = works, tables
 
     def search(
         self, fingerprint: object, limit: int = 10, *, second_tier: str = "auto"

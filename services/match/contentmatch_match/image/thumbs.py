@@ -7,6 +7,7 @@ The fingerprint service sends a 128 px grey thumbnail and coarse Cb/Cr planes
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 import cv2
@@ -59,3 +60,37 @@ def work_thumbnail(thumb: Thumb, side: int = DEFAULT.dense_measure.work_thumb_si
         g = cv2.resize(g, size, interpolation=cv2.INTER_AREA)
         fine = np.ascontiguousarray(thumb.grey, dtype=np.uint8)
     return Thumb(np.ascontiguousarray(g, dtype=np.uint8), thumb.chroma, fine)
+
+
+_RECORD = struct.Struct("<6H")  # grey h, w; chroma h, w (0: none); fine h, w (0: none)
+
+
+def thumb_record(t: Thumb) -> bytes:
+    """A work thumbnail as the index stores it on disk (``index.blobs``)."""
+    g = np.ascontiguousarray(t.grey, np.uint8)
+    c = None if t.chroma is None else np.ascontiguousarray(t.chroma, np.uint8)
+    f = None if t.fine is None else np.ascontiguousarray(t.fine, np.uint8)
+    head = _RECORD.pack(
+        *g.shape,
+        *(c.shape[:2] if c is not None else (0, 0)),
+        *(f.shape if f is not None else (0, 0)),
+    )
+    return (
+        head
+        + g.tobytes()
+        + (c.tobytes() if c is not None else b"")
+        + (f.tobytes() if f is not None else b"")
+    )
+
+
+def thumb_from_record(b: bytes) -> Thumb:
+    gh, gw, ch, cw, fh, fw = _RECORD.unpack_from(b)
+    o = _RECORD.size
+    grey = np.frombuffer(b, np.uint8, gh * gw, o).reshape(gh, gw)
+    o += gh * gw
+    chroma = None
+    if ch:
+        chroma = np.frombuffer(b, np.uint8, ch * cw * 2, o).reshape(ch, cw, 2)
+        o += ch * cw * 2
+    fine = np.frombuffer(b, np.uint8, fh * fw, o).reshape(fh, fw) if fh else None
+    return Thumb(grey, chroma, fine)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from contentmatch_fingerprint.signals.provenance import watermark
+from contentmatch_fingerprint.signals.provenance import iscc, watermark
 from tests.fixtures.images import make_image
 from tests.fixtures.provenance_media import (
     encode,
@@ -93,3 +93,18 @@ def test_out_of_range_images_are_not_tried() -> None:
         watermark.lossless_pixels(encode(picture(0, (300, 300)), "WEBP", lossless=True)) is not None
     )
     assert watermark.lossless_pixels(encode(picture(0, (300, 300)), "WEBP", quality=90)) is None
+
+
+def test_image_signals_carry_iscc_and_the_mark() -> None:
+    from contentmatch_fingerprint.signals.image import fingerprint_image
+
+    marked = Image.fromarray(watermarked(textured(8813), "SDXL"))
+    fingerprint = fingerprint_image(encode(marked, "PNG"))
+    assert fingerprint.extra["iscc"] == iscc.image_code(marked)
+    (found,) = fingerprint.extra["watermark"]
+    assert (found["mark"], found["channel_order"]) == ("SDXL", "RGB")
+    # A lossy copy has its ISCC (nearly the same) and no mark looked for.
+    lossy = fingerprint_image(encode(marked, "JPEG", quality=95))
+    assert lossy.extra["iscc"].startswith("ISCC:EE") and "watermark" not in lossy.extra
+    plain = fingerprint_image(encode(Image.fromarray(textured(8814)), "PNG"))
+    assert "watermark" not in plain.extra

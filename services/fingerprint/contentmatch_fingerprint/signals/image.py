@@ -42,6 +42,7 @@ import numpy as np
 import pdqhash
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from contentmatch_fingerprint.signals.provenance.pixels import pixel_provenance
 from contentmatch_shared.decode_limits import (
     EXIF_TRANSPOSE,
     STRIP_THRESHOLD_PIXELS,
@@ -384,7 +385,9 @@ class ImageHasher:
 
     def fingerprint(self, data: bytes) -> ImageFingerprint:
         rgb, width, height = decode_image(data)
-        return self.fingerprint_rgb(rgb, width, height)
+        fingerprint = self.fingerprint_rgb(rgb, width, height)
+        fingerprint.extra.update(pixel_provenance(data, rgb, width, height))
+        return fingerprint
 
     def fingerprint_rgb(
         self, rgb: Image.Image, width: int | None = None, height: int | None = None

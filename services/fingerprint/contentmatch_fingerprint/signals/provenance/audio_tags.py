@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from tinytag import TinyTag, TinyTagException
 
@@ -46,10 +47,14 @@ def _listed(values: object) -> list[str]:
     return [_clip(str(v)) for v in items[:MAX_VALUES] if str(v).strip()]
 
 
-def read_audio_tags(path: str) -> AudioTagFacts:
-    """The tags of the audio file at ``path``; empty facts when tinytag cannot read them."""
+def read_audio_tags(source: str | BinaryIO) -> AudioTagFacts:
+    """The tags of an audio file (a path, or a file object: its format is then told by its
+    magic bytes); empty facts when tinytag cannot read them."""
     try:
-        tag = TinyTag.get(path, tags=True, duration=False, image=False)
+        if isinstance(source, str):
+            tag = TinyTag.get(source, tags=True, duration=False, image=False)
+        else:
+            tag = TinyTag.get(file_obj=source, tags=True, duration=False, image=False)
     except (TinyTagException, OSError, ValueError, KeyError, IndexError, UnicodeError):
         return AudioTagFacts()
     other = {k.lower(): v for k, v in (tag.other or {}).items()}

@@ -41,7 +41,6 @@ SCALE = 36.0  # invisible-watermark's default dwtDct scale of the U channel
 BLOCK = 4
 MIN_PIXELS = 256 * 256  # the package refuses smaller images
 MAX_PIXELS = 2048 * 2048  # generators' native sizes; larger images are not tried
-LOSSLESS_FORMATS = frozenset({"PNG", "BMP", "TIFF", "PPM"})
 SDXL_MESSAGE = 0b101100111110110010010000011110111011000110011110
 
 
@@ -92,8 +91,8 @@ class WatermarkFinding:
     chance: float  # P(agreement this high by chance) on an unmarked image, all tries counted
 
 
-def decode_bits(pixels: np.ndarray, n_bits: int) -> np.ndarray:
-    """``EmbedMaxDct(wmLen=n_bits).decode(pixels)``: ``pixels`` is H x W x 3 uint8 taken as BGR."""
+def block_votes(pixels: np.ndarray) -> np.ndarray:
+    """Each 4x4 block's vote (row by row) of ``pixels`` taken as BGR, whatever the message."""
     rows, cols = pixels.shape[:2]
     yuv = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_BGR2YUV)
     approx, _ = pywt.dwt2(yuv[: rows // 4 * 4, : cols // 4 * 4, 1], "haar")
@@ -105,11 +104,20 @@ def decode_bits(pixels: np.ndarray, n_bits: int) -> np.ndarray:
         .reshape(r * c, BLOCK * BLOCK)[:, 1:]
     )
     strongest = np.abs(blocks[np.arange(len(blocks)), np.argmax(np.abs(blocks), axis=1)])
-    votes = (strongest % SCALE) > 0.5 * SCALE
+    return (strongest % SCALE) > 0.5 * SCALE
+
+
+def bits_of_votes(votes: np.ndarray, n_bits: int) -> np.ndarray:
+    """Block ``i`` votes for bit ``i % n_bits``; a bit is the majority of its votes."""
     which = np.arange(len(votes)) % n_bits
     ones = np.bincount(which, weights=votes, minlength=n_bits)
     counts = np.bincount(which, minlength=n_bits)
     return (ones / np.maximum(counts, 1)) * 255 > 127
+
+
+def decode_bits(pixels: np.ndarray, n_bits: int) -> np.ndarray:
+    """``EmbedMaxDct(wmLen=n_bits).decode(pixels)``: ``pixels`` is H x W x 3 uint8 taken as BGR."""
+    return bits_of_votes(block_votes(pixels), n_bits)
 
 
 def _chance(agreement: int, n_bits: int) -> float:
@@ -121,13 +129,9 @@ def agreements(rgb: np.ndarray) -> dict[tuple[str, str], int]:
     """(mark, channel order) -> bits of the decoded pixels agreeing with the mark's message."""
     out: dict[tuple[str, str], int] = {}
     for order in _ORDERS:
-        as_bgr = rgb if order == "RGB" else rgb[:, :, ::-1]
-        decoded: dict[int, np.ndarray] = {}
+        votes = block_votes(rgb if order == "RGB" else rgb[:, :, ::-1])
         for mark in MARKS:
-            n = len(mark.bits)
-            if n not in decoded:
-                decoded[n] = decode_bits(as_bgr, n)
-            out[mark.name, order] = int((decoded[n] == mark.bits).sum())
+            out[mark.name, order] = int((bits_of_votes(votes, len(mark.bits)) == mark.bits).sum())
     return out
 
 
@@ -153,22 +157,27 @@ def find_marks(rgb: np.ndarray) -> list[WatermarkFinding]:
     return sorted(found, key=lambda f: f.chance)
 
 
+def lossless_format(data: bytes) -> bool:
+    """Whether ``data`` starts like a lossless image the mark may have survived in."""
+    return (
+        data[:8] == b"\x89PNG\r\n\x1a\n"
+        or data[:2] == b"BM"
+        or data[:4] in (b"II*\x00", b"MM\x00*")
+        or (data[:4] == b"RIFF" and data[8:12] == b"WEBP" and b"VP8L" in data[12:40])
+    )
+
+
 def lossless_pixels(data: bytes) -> np.ndarray | None:
     """Full-resolution RGB pixels of a lossless image within the size range, else None (JPEG,
     lossy WebP, too small or too large: the mark cannot be there or is not looked for)."""
-    lossless_webp = data[:4] == b"RIFF" and data[8:12] == b"WEBP" and b"VP8L" in data[12:40]
+    if not lossless_format(data):
+        return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as im:
-                if im.format not in LOSSLESS_FORMATS and not (
-                    im.format == "WEBP" and lossless_webp
-                ):
-                    return None
                 w, h = im.size
-                if not MIN_PIXELS <= w * h <= MAX_PIXELS:
-                    return None
-                if getattr(im, "n_frames", 1) > 1:
+                if not MIN_PIXELS <= w * h <= MAX_PIXELS or getattr(im, "n_frames", 1) > 1:
                     return None
                 rgb = im.convert("RGB")
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):

@@ -13,6 +13,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, Field, ValidationError
 
 from contentmatch_shared.fingerprints import Fingerprint
+from contentmatch_shared.provenance import Provenance, TdmReservation
 
 SCHEMA_VERSION = 1
 
@@ -92,6 +93,8 @@ class WorkFingerprinted(BaseModel):
     metadata: WorkMetadata
     fingerprint: Fingerprint
     fingerprinted_at: datetime
+    # What the work's file says about itself (C2PA, metadata, identifiers, TDM reservation).
+    provenance: Provenance | None = None
 
 
 class UploadFingerprinted(BaseModel):
@@ -102,6 +105,7 @@ class UploadFingerprinted(BaseModel):
     metadata: UploadMetadata
     fingerprint: Fingerprint
     submitted_at: datetime
+    provenance: Provenance | None = None  # what the upload's file says about itself
 
 
 class MatchSegment(BaseModel):
@@ -128,6 +132,8 @@ class MatchPublic(BaseModel):
     identifiers: dict[str, str] = Field(default_factory=dict)
     territories: list[str] = Field(default_factory=list)
     ai_system: AISystem | None = None
+    # The work's text-and-data-mining reservation, as its file states it.
+    tdm_reservation: TdmReservation | None = None
 
 
 class Match(MatchPublic):
@@ -138,6 +144,8 @@ class Match(MatchPublic):
     # What match left out of this match to keep the record within Kafka's limit (see match's
     # result_bounds); empty for every work registered within ingest's metadata bounds.
     omitted: list[str] = Field(default_factory=list)
+    # The work's provenance, for the report (identifiers such as its ISCC, its C2PA signer).
+    work_provenance: Provenance | None = None
 
 
 class UploadMatched(BaseModel):
@@ -151,6 +159,7 @@ class UploadMatched(BaseModel):
     matched_at: datetime
     registry_size: int = 0
     duration_s: float | None = None  # audio: the upload's length, for timelines
+    provenance: Provenance | None = None  # the upload's, as fingerprint read it
 
 
 class MediaFailed(BaseModel):

@@ -67,6 +67,17 @@ FINGERPRINT_SECONDS = Histogram(
     ["media_type"],
     buckets=_LATENCY_BUCKETS,
 )
+PROVENANCE_SECONDS = Histogram(
+    "cm_provenance_duration_seconds",
+    "Time to read one media file's provenance (C2PA, metadata, watermarks, identifiers).",
+    ["media_type"],
+    buckets=_LATENCY_BUCKETS,
+)
+PROVENANCE_EVIDENCE = Counter(
+    "cm_provenance_evidence_total",
+    "Pieces of provenance evidence found, by reader source, kind and strength.",
+    ["source", "kind", "strength"],
+)
 INDEX_ITEMS = Gauge("cm_index_items", "Works in the match index.", ["media_type"])
 INDEX_MEMORY = Gauge("cm_index_memory_bytes", "Memory held by the match index.", ["media_type"])
 INDEX_LAST_UPDATE = Gauge(

@@ -67,6 +67,7 @@ def test_one_report_per_matched_work_linked_to_each_other() -> None:
         "label": "AI-generated",
         "ai_system": {"provider": "Acme", "model": "gen-1", "version": "2"},
         "registered_by": "acme",
+        "basis": "registered_output",
     }
     assert reports[1]["decision"]["action"] == "label_ai_generated"
     assert reports[0]["evidence"]["segments"][0]["ref_start"] == 30

@@ -14,6 +14,10 @@ from aiokafka import ConsumerRecord
 from minio.error import S3Error
 
 from contentmatch_fingerprint import jobs
+from contentmatch_fingerprint.signals.provenance import (
+    failed_provenance,
+    with_fingerprint_evidence,
+)
 from contentmatch_shared import metrics
 from contentmatch_shared.decode_sandbox import SandboxPool
 from contentmatch_shared.errors import MediaError
@@ -29,6 +33,7 @@ from contentmatch_shared.events import (
 )
 from contentmatch_shared.fingerprints import indexable_problem
 from contentmatch_shared.kafka.failures import PoisonRecord
+from contentmatch_shared.provenance import Provenance
 from contentmatch_shared.runtime import ServiceRuntime
 from contentmatch_shared.topics import (
     MEDIA_FAILED,
@@ -73,7 +78,7 @@ class Fingerprinter:
         else:
             return
         try:
-            media_type, fingerprint, measured = await self._fingerprint(
+            media_type, fingerprint, measured, provenance = await self._fingerprint(
                 payload.object, payload.media_type
             )
             if problem := indexable_problem(fingerprint):
@@ -103,6 +108,7 @@ class Fingerprinter:
                 metadata=payload.metadata,
                 fingerprint=fingerprint,
                 fingerprinted_at=utcnow(),
+                provenance=provenance,
             )
             topic = WORKS_REGISTRY
         else:
@@ -114,6 +120,7 @@ class Fingerprinter:
                 metadata=payload.metadata,
                 fingerprint=fingerprint,
                 submitted_at=payload.submitted_at,
+                provenance=provenance,
             )
             topic = UPLOADS_FINGERPRINTED
         await self._runtime.producer.publish(
@@ -146,8 +153,9 @@ class Fingerprinter:
 
     async def _fingerprint(
         self, obj: ObjectRef, media_type: str | None
-    ) -> tuple[str, Any, ObjectRef]:
-        """Media type, fingerprint, and ``obj`` with the sha256 and size of the bytes read."""
+    ) -> tuple[str, Any, ObjectRef, Provenance]:
+        """Media type, fingerprint, ``obj`` with the sha256 and size of the bytes read, and
+        the file's provenance."""
         store = self._runtime.store
         limit = self._runtime.settings.max_upload_bytes
         with tempfile.TemporaryDirectory(prefix="cm-fp-") as tmp:
@@ -172,7 +180,25 @@ class Fingerprinter:
             started = time.perf_counter()
             fingerprint = await self._pool.run(jobs.fingerprint_file, path, media_type)
             metrics.FINGERPRINT_SECONDS.labels(media_type).observe(time.perf_counter() - started)
-            return media_type, fingerprint, measured
+            provenance = await self._provenance(path, media_type, fingerprint)
+            return media_type, fingerprint, measured, provenance
+
+    async def _provenance(self, path: str, media_type: str, fingerprint: Any) -> Provenance:
+        """Read in a sandbox job of its own: a file whose provenance cannot be read (a limit,
+        a crash) is still fingerprinted, with the failure in its provenance."""
+        started = time.perf_counter()
+        try:
+            provenance = await self._pool.run(
+                jobs.read_provenance_file, path, media_type, self._pool.limits
+            )
+        except MediaError as exc:
+            log.info("provenance of %s not read: %s", path, exc.message)
+            provenance = failed_provenance("sandbox", exc)
+        provenance = await asyncio.to_thread(with_fingerprint_evidence, provenance, fingerprint)
+        metrics.PROVENANCE_SECONDS.labels(media_type).observe(time.perf_counter() - started)
+        for piece in provenance.evidence:
+            metrics.PROVENANCE_EVIDENCE.labels(piece.source, piece.kind, piece.strength).inc()
+        return provenance
 
 
 def _file_digest(path: str) -> tuple[str, int]:

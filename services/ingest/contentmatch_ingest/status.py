@@ -60,7 +60,12 @@ class StatusRecorder:
                 "works",
                 payload.work_id,
                 "indexed",
-                {"fingerprinted_at": payload.fingerprinted_at.isoformat()},
+                {
+                    "fingerprinted_at": payload.fingerprinted_at.isoformat(),
+                    "provenance": payload.provenance.model_dump(mode="json")
+                    if payload.provenance
+                    else None,
+                },
             )
         elif isinstance(payload, MediaFailed):
             if payload.code in UNAUTHENTIC_REFUSALS or not is_id(
@@ -80,6 +85,9 @@ class StatusRecorder:
                     "media_type": payload.media_type,
                     "matched_at": payload.matched_at.isoformat(),
                     "matches": [m.model_dump(mode="json") for m in payload.matches],
+                    "provenance": payload.provenance.model_dump(mode="json")
+                    if payload.provenance
+                    else None,
                 },
             )
         elif isinstance(payload, ReportCreated):

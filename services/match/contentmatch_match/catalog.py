@@ -35,6 +35,7 @@ from contentmatch_shared.events import (
     WorkFingerprinted,
     WorkMetadata,
 )
+from contentmatch_shared.provenance import Provenance
 
 # Bump when the catalog's own sections change meaning (each index versions its own state)
 SNAPSHOT_VERSION = 1
@@ -47,6 +48,7 @@ class CatalogEntry:
     media_type: str
     metadata: WorkMetadata
     object: ObjectRef
+    provenance: Provenance | None = None  # compact: what a match carries of it
 
 
 def default_indexes() -> dict[str, MediaIndex]:
@@ -85,6 +87,7 @@ class WorkCatalog:
                 media_type=event.media_type,
                 metadata=event.metadata,
                 object=event.object,
+                provenance=event.provenance.compact() if event.provenance else None,
             )
             self._touch(event.media_type)
 
@@ -122,7 +125,9 @@ class WorkCatalog:
             identifiers=meta.identifiers,
             territories=meta.territories,
             ai_system=meta.ai_system,
+            tdm_reservation=entry.provenance.tdm_reservation if entry.provenance else None,
             work_object=entry.object,
+            work_provenance=entry.provenance,
         )
 
     # -- snapshot ---------------------------------------------------------------------------

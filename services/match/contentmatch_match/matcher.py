@@ -64,6 +64,7 @@ class UploadMatcher:
                 matched_at=utcnow(),
                 registry_size=len(self._catalog),
                 duration_s=getattr(payload.fingerprint, "duration_s", None),
+                provenance=payload.provenance,
             ),
         )
         await self._runtime.producer.publish(

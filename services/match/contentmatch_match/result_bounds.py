@@ -79,10 +79,15 @@ def _smaller(match: Match, step: str) -> Match:
         return match.model_copy(
             update={"evidence": _numbers_only(match.evidence), "omitted": omitted}
         )
-    if step == "metadata" and (match.identifiers or match.territories):
-        note = "identifiers and territories (record size)"
+    if step == "metadata" and (match.identifiers or match.territories or match.work_provenance):
+        note = "identifiers, territories and the work's provenance (record size)"
         return match.model_copy(
-            update={"identifiers": {}, "territories": [], "omitted": [*match.omitted, note]}
+            update={
+                "identifiers": {},
+                "territories": [],
+                "work_provenance": None,
+                "omitted": [*match.omitted, note],
+            }
         )
     return match
 

@@ -15,6 +15,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from contentmatch_report.provenance import (
+    ACTION_REASON_PROVENANCE,
+    attribution_from_provenance,
+    grounds_of,
+    needs_provenance_report,
+    piece_view,
+    provenance_reason,
+    provenance_report_id,
+    provenance_section,
+)
 from contentmatch_shared.events import Match, UploadMatched
 
 ReportKind = Literal["enforcement", "attribution"]
@@ -154,6 +164,35 @@ class EvidenceAttachments:
     upload_duration_s: float | None = None
 
 
+def report_ids_for(result: UploadMatched) -> list[tuple[str, ReportKind]]:
+    """Every report one match result gives, by id and kind (match order, then provenance)."""
+    ids: list[tuple[str, ReportKind]] = [
+        (report_id_for(result.upload_id, m.work_id), kind_of(m)) for m in result.matches
+    ]
+    if needs_provenance_report(result):
+        ids.append((provenance_report_id(result.upload_id), "attribution"))
+    return ids
+
+
+def _upload_section(result: UploadMatched) -> dict[str, Any]:
+    return {
+        "upload_id": result.upload_id,
+        "tenant": result.tenant,
+        "media_type": result.media_type,
+        "external_id": result.metadata.external_id,
+        "uploader": result.metadata.uploader,
+        "territory": result.metadata.territory,
+        "sha256": result.object.sha256,
+        "size": result.object.size,
+        "submitted_at": result.submitted_at.isoformat(),
+        "matched_at": result.matched_at.isoformat(),
+    }
+
+
+def _related(all_ids: list[tuple[str, ReportKind]], report_id: str) -> list[dict[str, Any]]:
+    return [{"report_id": i, "kind": k} for i, k in all_ids if i != report_id]
+
+
 def build_reports(
     result: UploadMatched,
     created_at: dict[str, datetime],
@@ -161,6 +200,7 @@ def build_reports(
 ) -> list[dict[str, Any]]:
     """The unsigned reports for one match result; ``created_at`` maps report ids to their time,
     ``attachments`` work ids to the pictures stored for that work's report."""
+    all_ids = report_ids_for(result)
     ids = [report_id_for(result.upload_id, m.work_id) for m in result.matches]
     reports = []
     for match, report_id in zip(result.matches, ids, strict=True):
@@ -170,18 +210,7 @@ def build_reports(
             "kind": kind,
             "schema_version": REPORT_SCHEMA_VERSION,
             "created_at": created_at[report_id].isoformat(),
-            "upload": {
-                "upload_id": result.upload_id,
-                "tenant": result.tenant,
-                "media_type": result.media_type,
-                "external_id": result.metadata.external_id,
-                "uploader": result.metadata.uploader,
-                "territory": result.metadata.territory,
-                "sha256": result.object.sha256,
-                "size": result.object.size,
-                "submitted_at": result.submitted_at.isoformat(),
-                "matched_at": result.matched_at.isoformat(),
-            },
+            "upload": _upload_section(result),
             "work": {
                 "work_id": match.work_id,
                 "title": match.title,
@@ -192,15 +221,15 @@ def build_reports(
                 "territories": match.territories,
                 "sha256": match.work_object.sha256 if match.work_object else None,
             },
-            "matches": [match.model_dump(mode="json", exclude={"work_object", "omitted"})],
+            "matches": [
+                match.model_dump(mode="json", exclude={"work_object", "omitted", "work_provenance"})
+            ],
             "decision": decision_for(match, result.metadata.territory),
             "evidence": evidence_for(match, (attachments or {}).get(match.work_id)),
-            "related_reports": [
-                {"report_id": other_id, "kind": kind_of(other)}
-                for other, other_id in zip(result.matches, ids, strict=True)
-                if other_id != report_id
-            ],
+            "related_reports": _related(all_ids, report_id),
         }
+        if (section := provenance_section(result, match)) is not None:
+            report["provenance"] = section
         if match.omitted:  # a work registered before metadata was bounded
             report["work"]["omitted"] = match.omitted
         if kind == "attribution":
@@ -208,22 +237,61 @@ def build_reports(
                 "label": "AI-generated",
                 "ai_system": match.ai_system.model_dump() if match.ai_system else None,
                 "registered_by": match.tenant,
+                "basis": "registered_output",
             }
+            if result.provenance is not None:
+                grounds, other = grounds_of(result.provenance)
+                report["attribution"]["provenance_grounds"] = [piece_view(p) for p in grounds]
+                report["attribution"]["provenance_not_grounds"] = [piece_view(p) for p in other]
         reports.append(report)
+    if needs_provenance_report(result):
+        reports.append(_provenance_report(result, created_at, all_ids))
     return reports
+
+
+def _provenance_report(
+    result: UploadMatched,
+    created_at: dict[str, datetime],
+    all_ids: list[tuple[str, ReportKind]],
+) -> dict[str, Any]:
+    """The attribution report an upload earns by its own provenance (no registered work)."""
+    assert result.provenance is not None
+    report_id = provenance_report_id(result.upload_id)
+    return {
+        "report_id": report_id,
+        "kind": "attribution",
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "created_at": created_at[report_id].isoformat(),
+        "upload": _upload_section(result),
+        "work": None,
+        "matches": [],
+        "decision": {
+            "action": "label_ai_generated",
+            "meaning": ACTION_MEANINGS["label_ai_generated"],
+            "label": "AI-generated",
+            "policy": None,
+            "basis": ACTION_REASON_PROVENANCE,
+            "reason": provenance_reason(result.provenance),
+        },
+        "evidence": {"media_type": result.media_type, "basis": ACTION_REASON_PROVENANCE},
+        "attribution": attribution_from_provenance(result.provenance),
+        "provenance": provenance_section(result, None),
+        "related_reports": _related(all_ids, report_id),
+    }
 
 
 def summary_of(report: dict[str, Any]) -> dict[str, Any]:
     """What a listing shows of a report."""
+    work = report.get("work") or {}  # none in an attribution report from provenance alone
     return {
         "report_id": report["report_id"],
         "kind": report["kind"],
         "created_at": report["created_at"],
         "upload_id": report["upload"]["upload_id"],
         "platform_tenant": report["upload"]["tenant"],
-        "work_id": report["work"]["work_id"],
-        "work_title": report["work"]["title"],
-        "work_tenant": report["work"]["tenant"],
+        "work_id": work.get("work_id"),
+        "work_title": work.get("title"),
+        "work_tenant": work.get("tenant"),
         "action": report["decision"]["action"],
         "score": report["evidence"].get("score"),
     }

@@ -52,11 +52,14 @@ def asset_key(report_id: str, name: str) -> str:
 
 
 def scopes_of(report: dict[str, Any]) -> list[tuple[str, str]]:
+    work = report.get("work")  # None in an attribution report from provenance alone
+    if not work:
+        return [("all", "_"), ("platform", report["upload"]["tenant"])]
     return [
         ("all", "_"),
-        ("tenant", report["work"]["tenant"]),
+        ("tenant", work["tenant"]),
         ("platform", report["upload"]["tenant"]),
-        ("work", report["work"]["work_id"]),
+        ("work", work["work_id"]),
     ]
 
 

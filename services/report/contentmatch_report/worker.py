@@ -7,7 +7,12 @@ from typing import Any
 
 from aiokafka import ConsumerRecord
 
-from contentmatch_report.builder import EvidenceAttachments, build_reports, report_id_for
+from contentmatch_report.builder import (
+    EvidenceAttachments,
+    build_reports,
+    report_id_for,
+    report_ids_for,
+)
 from contentmatch_report.evidence_pictures import EvidencePictureMaker
 from contentmatch_report.signing import ReportSigner
 from contentmatch_report.store import ReportStore, report_key
@@ -40,17 +45,20 @@ class ReportWriter:
 
     async def __call__(self, envelope: Envelope[Any], record: ConsumerRecord) -> None:
         result = envelope.payload
-        if not isinstance(result, UploadMatched) or not result.matches:
+        if not isinstance(result, UploadMatched):
+            return
+        report_ids = report_ids_for(result)
+        if not report_ids:
             return
         created: dict[str, datetime] = {}
         now = utcnow()
-        for match in result.matches:
-            report_id = report_id_for(result.upload_id, match.work_id)
+        for report_id, _ in report_ids:
             existing = await self._reports.get(report_id)
             created[report_id] = datetime.fromisoformat(existing["created_at"]) if existing else now
 
         attachments: dict[str, EvidenceAttachments] = {}
-        for work_id, made in (await self._pictures.for_result(result)).items():
+        made_pictures = await self._pictures.for_result(result) if result.matches else {}
+        for work_id, made in made_pictures.items():
             report_id = report_id_for(result.upload_id, work_id)
             references = []
             for picture in made.pictures:
@@ -66,6 +74,7 @@ class ReportWriter:
 
         for report in build_reports(result, created, attachments):
             signed = self._signer.sign(report)
+            work = signed["work"]  # None in an attribution report from provenance alone
             await self._reports.put(signed)
             await self._runtime.producer.publish(
                 REPORTS_CREATED,
@@ -75,8 +84,8 @@ class ReportWriter:
                     kind=signed["kind"],
                     upload_id=result.upload_id,
                     platform_tenant=result.tenant,
-                    work_tenants=[signed["work"]["tenant"]],
-                    work_ids=[signed["work"]["work_id"]],
+                    work_tenants=[work["tenant"]] if work else [],
+                    work_ids=[work["work_id"]] if work else [],
                     bucket=self._reports.bucket,
                     key=report_key(signed["report_id"]),
                     created_at=created[signed["report_id"]],

@@ -27,6 +27,7 @@ from contentmatch_shared.events import (
 from contentmatch_shared.http import ApiError
 from contentmatch_shared.ids import is_id
 from contentmatch_shared.kafka.producer import EventProducer
+from contentmatch_shared.provenance import Provenance, ProvenancePublic
 from contentmatch_shared.topics import UPLOADS_SUBMITTED
 from contentmatch_shared.upload_tokens import new_grant, sign_grant
 
@@ -66,6 +67,7 @@ class UploadPublic(BaseModel):
     submitted_at: str
     matched_at: str | None = None
     error: dict[str, str] | None = None
+    provenance: ProvenancePublic | None = None  # what the upload's file says (once matched)
 
 
 @router.post("", status_code=202, response_model=UploadAccepted, operation_id="submit_upload")
@@ -121,7 +123,11 @@ async def get_upload(upload_id: str, request: Request, api_key: CurrentKey) -> U
     event = UploadSubmitted.model_validate(submitted)
     failed, matched = facts["failed"], facts["matched"]
     matches = [MatchPublic.model_validate(m) for m in (matched or {}).get("matches", [])]
-    refs = await records.report_refs(upload_id) if matches else []
+    stored_provenance = (matched or {}).get("provenance")
+    provenance = Provenance.model_validate(stored_provenance) if stored_provenance else None
+    # An upload with no match may still have an attribution report from its own provenance.
+    has_reports = bool(matches) or (provenance is not None and provenance.ai_generated)
+    refs = await records.report_refs(upload_id) if has_reports else []
     # Enforcement before attribution, then in match order: report_id names the first.
     order = {m.work_id: i for i, m in enumerate(matches)}
     refs.sort(key=lambda r: (r.get("kind") != "enforcement", order.get(r.get("work_id"), 99)))
@@ -148,4 +154,5 @@ async def get_upload(upload_id: str, request: Request, api_key: CurrentKey) -> U
         error={"code": failed["code"], "message": public_message(failed["message"])}
         if failed
         else None,
+        provenance=ProvenancePublic.of(provenance) if provenance else None,
     )

@@ -27,6 +27,7 @@ from contentmatch_shared.events import (
 from contentmatch_shared.http import ApiError
 from contentmatch_shared.ids import is_id
 from contentmatch_shared.kafka.producer import EventProducer
+from contentmatch_shared.provenance import Provenance, ProvenancePublic
 from contentmatch_shared.topics import WORKS_SUBMITTED
 
 router = APIRouter(prefix="/v1/works", tags=["works"])
@@ -53,6 +54,7 @@ class WorkPublic(BaseModel):
     submitted_at: str
     indexed_at: str | None = None
     error: dict[str, str] | None = None
+    provenance: ProvenancePublic | None = None  # what the work's file says (once indexed)
 
 
 @router.post("", status_code=202, response_model=WorkAccepted, operation_id="register_work")
@@ -121,4 +123,10 @@ async def get_work(work_id: str, request: Request, api_key: CurrentKey) -> WorkP
         submitted_at=event.submitted_at.isoformat(),
         indexed_at=indexed.get("fingerprinted_at") if indexed else None,
         error={"code": failed["code"], "message": failed["message"]} if failed else None,
+        provenance=_provenance(indexed),
     )
+
+
+def _provenance(record: dict[str, Any] | None) -> ProvenancePublic | None:
+    stored = (record or {}).get("provenance")
+    return ProvenancePublic.of(Provenance.model_validate(stored)) if stored else None

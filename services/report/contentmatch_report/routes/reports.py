@@ -76,7 +76,8 @@ def may_read(api_key: ApiKey, report: dict[str, Any]) -> bool:
     if api_key.role == "operator":
         return True
     if api_key.role in ("enforcement", "rightsholder"):
-        return bool(report["work"]["tenant"] == api_key.tenant)
+        work = report.get("work")  # a report from provenance alone concerns no tenant's work
+        return bool(work and work["tenant"] == api_key.tenant)
     if api_key.role == "platform":
         return bool(report["upload"]["tenant"] == api_key.tenant)
     return False

@@ -108,3 +108,12 @@ def test_image_signals_carry_iscc_and_the_mark() -> None:
     assert lossy.extra["iscc"].startswith("ISCC:EE") and "watermark" not in lossy.extra
     plain = fingerprint_image(encode(Image.fromarray(textured(8814)), "PNG"))
     assert "watermark" not in plain.extra
+
+
+def test_haar_approximation_is_pywavelets() -> None:
+    import pywt
+
+    rng = np.random.default_rng(8815)
+    for shape in ((256, 256), (384, 512), (516, 388)):
+        channel = rng.integers(0, 256, shape, dtype=np.uint8)
+        assert np.array_equal(watermark.haar_approximation(channel), pywt.dwt2(channel, "haar")[0])

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import pywt
 from PIL import Image
 
 CHANCE_CEILING = 1e-6
@@ -91,11 +90,24 @@ class WatermarkFinding:
     chance: float  # P(agreement this high by chance) on an unmarked image, all tries counted
 
 
-def block_votes(pixels: np.ndarray) -> np.ndarray:
-    """Each 4x4 block's vote (row by row) of ``pixels`` taken as BGR, whatever the message."""
+_HAAR = 0.7071067811865476  # PyWavelets' Haar filter taps
+
+
+def haar_approximation(channel: np.ndarray) -> np.ndarray:
+    """``pywt.dwt2(channel, "haar")[0]`` for an even-sized channel, bit for bit (the same
+    products and sums in the same order: rows of pairs first, then columns), ~7x faster."""
+    x = channel.astype(np.float64)
+    rows = x[0::2] * _HAAR + x[1::2] * _HAAR
+    return rows[:, 0::2] * _HAAR + rows[:, 1::2] * _HAAR
+
+
+def block_votes(pixels: np.ndarray, order: str = "BGR") -> np.ndarray:
+    """Each 4x4 block's vote (row by row) of ``pixels`` read in channel ``order`` (the encoder
+    takes its input as BGR), whatever the message."""
     rows, cols = pixels.shape[:2]
-    yuv = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_BGR2YUV)
-    approx, _ = pywt.dwt2(yuv[: rows // 4 * 4, : cols // 4 * 4, 1], "haar")
+    code = cv2.COLOR_BGR2YUV if order == "BGR" else cv2.COLOR_RGB2YUV
+    u = cv2.cvtColor(np.ascontiguousarray(pixels[: rows // 4 * 4, : cols // 4 * 4]), code)[:, :, 1]
+    approx = haar_approximation(u)
     r, c = approx.shape[0] // BLOCK, approx.shape[1] // BLOCK
     blocks = (
         approx[: r * BLOCK, : c * BLOCK]
@@ -117,7 +129,7 @@ def bits_of_votes(votes: np.ndarray, n_bits: int) -> np.ndarray:
 
 def decode_bits(pixels: np.ndarray, n_bits: int) -> np.ndarray:
     """``EmbedMaxDct(wmLen=n_bits).decode(pixels)``: ``pixels`` is H x W x 3 uint8 taken as BGR."""
-    return bits_of_votes(block_votes(pixels), n_bits)
+    return bits_of_votes(block_votes(pixels, "BGR"), n_bits)
 
 
 def _chance(agreement: int, n_bits: int) -> float:
@@ -129,7 +141,8 @@ def agreements(rgb: np.ndarray) -> dict[tuple[str, str], int]:
     """(mark, channel order) -> bits of the decoded pixels agreeing with the mark's message."""
     out: dict[tuple[str, str], int] = {}
     for order in _ORDERS:
-        votes = block_votes(rgb if order == "RGB" else rgb[:, :, ::-1])
+        # The encoder read its input as BGR: RGB pixels read as BGR are the "RGB" order.
+        votes = block_votes(rgb, "BGR" if order == "RGB" else "RGB")
         for mark in MARKS:
             out[mark.name, order] = int((bits_of_votes(votes, len(mark.bits)) == mark.bits).sum())
     return out

@@ -37,9 +37,53 @@ class FingerprintReaderSpec:
     media_types: frozenset[str] = IMAGE_AND_AUDIO
 
 
-READERS: list[ReaderSpec] = []
+def _xmp(data: bytes, media_type: str) -> list[ProvenanceEvidence]:
+    from contentmatch_fingerprint.signals.provenance.metadata import read_xmp
 
-FINGERPRINT_READERS: list[FingerprintReaderSpec] = []
+    return read_xmp(data, media_type)
+
+
+def _png_text(data: bytes, media_type: str) -> list[ProvenanceEvidence]:
+    from contentmatch_fingerprint.signals.provenance.metadata import read_png_text
+
+    return read_png_text(data, media_type)
+
+
+def _exif(data: bytes, media_type: str) -> list[ProvenanceEvidence]:
+    from contentmatch_fingerprint.signals.provenance.metadata import read_exif
+
+    return read_exif(data, media_type)
+
+
+def _audio_tags(data: bytes, media_type: str) -> list[ProvenanceEvidence]:
+    from contentmatch_fingerprint.signals.provenance.metadata import read_audio_tags
+
+    return read_audio_tags(data, media_type)
+
+
+def _iscc(fingerprint: ImageFingerprint | AudioFingerprint) -> list[ProvenanceEvidence]:
+    from contentmatch_fingerprint.signals.provenance.computed import read_iscc
+
+    return read_iscc(fingerprint)
+
+
+def _watermark(fingerprint: ImageFingerprint | AudioFingerprint) -> list[ProvenanceEvidence]:
+    from contentmatch_fingerprint.signals.provenance.computed import read_watermark
+
+    return read_watermark(fingerprint)
+
+
+READERS: list[ReaderSpec] = [
+    ReaderSpec("xmp", _xmp),
+    ReaderSpec("png_text", _png_text, frozenset({"image"})),
+    ReaderSpec("exif", _exif, frozenset({"image"})),
+    ReaderSpec("audio_tags", _audio_tags, frozenset({"audio"})),
+]
+
+FINGERPRINT_READERS: list[FingerprintReaderSpec] = [
+    FingerprintReaderSpec("watermark", _watermark, frozenset({"image"})),
+    FingerprintReaderSpec("iscc", _iscc),
+]
 
 
 def _failure(name: str, exc: BaseException) -> ReaderFailure:

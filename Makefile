@@ -4,11 +4,11 @@ PYTEST := .venv/bin/pytest
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help install up down status clean demo test test-unit test-integration test-e2e test-ops \
-        lint format bench bench-image bench-audio
+        lint format bench bench-image bench-audio bench-pipeline
 
 help:
 	@echo "make demo | up | down | status | clean | test | test-unit | test-integration | test-e2e"
-	@echo "make test-ops | lint | format | bench | bench-image | bench-audio"
+	@echo "make test-ops | lint | format | bench | bench-image | bench-audio | bench-pipeline"
 
 install:
 	@bash scripts/bootstrap.sh
@@ -60,3 +60,8 @@ bench-image: install
 bench-audio: install
 	bash bench/install_audio_corpora.sh
 	.venv/bin/python -m bench.audio_bench $(BENCH_ARGS)
+
+bench-pipeline: install
+	bash bench/install_image_corpora.sh
+	bash bench/install_audio_corpora.sh
+	.venv/bin/python -m bench.pipeline_bench $(BENCH_ARGS)

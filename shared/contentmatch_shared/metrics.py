@@ -99,6 +99,26 @@ MATCHES = Counter(
     "Uploads matched, by work kind of each match, or outcome no_match.",
     ["kind", "outcome"],
 )
+PIPELINE_BACKLOG = Gauge(
+    "cm_pipeline_backlog_records",
+    "Records a pipeline consumer group has not committed on its input topics, as ingest reads it.",
+    ["consumer"],
+)
+PIPELINE_BACKLOG_LIMIT = Gauge(
+    "cm_pipeline_backlog_limit_records",
+    "Backlog (all pipeline groups together) at which ingest refuses new uploads; 0 = never.",
+)
+UPLOADS_REFUSED = Counter(
+    "cm_uploads_refused_total",
+    "Uploads refused before their body was read, by reason (backlog: the pipeline is behind).",
+    ["reason"],
+)
+UPLOAD_VERDICT_SECONDS = Histogram(
+    "cm_upload_verdict_seconds",
+    "Time from an upload's submission to its match result, recorded by ingest's status consumer.",
+    ["outcome"],
+    buckets=(0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0),
+)
 UPLOADS_RECEIVED = Counter("cm_uploads_received_total", "Uploads accepted.", ["media_type"])
 WORKS_RECEIVED = Counter("cm_works_received_total", "Works accepted.", ["media_type", "kind"])
 REPORTS_CREATED = Counter("cm_reports_created_total", "Reports stored.", ["kind"])

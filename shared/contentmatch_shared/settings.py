@@ -96,6 +96,11 @@ class Settings(BaseSettings):
     s3_retries: int = 2
     kafka_send_timeout_s: float = 10.0
     unavailable_retry_after_s: int = 5
+    # Backpressure: ingest refuses new uploads (503 pipeline_backlogged) while the pipeline's
+    # consumer groups are this many records behind in all (0: never), re-read every refresh.
+    ingest_max_backlog: int = Field(default=500, ge=0)
+    ingest_backlog_refresh_s: float = Field(default=1.0, gt=0)
+    backlog_retry_after_s: int = Field(default=5, ge=1)
 
     # Consumers
     consumer_commit_interval_s: float = 1.0

@@ -11,6 +11,7 @@ from contentmatch_ingest.records import RecordStore
 from contentmatch_ingest.routes import audit, direct_uploads, keys, uploads, works
 from contentmatch_ingest.status import STATUS_TOPICS, StatusRecorder
 from contentmatch_shared.http import install_common
+from contentmatch_shared.kafka.backlog import BacklogMonitor
 from contentmatch_shared.runtime import ServiceRuntime
 from contentmatch_shared.settings import Settings, get_settings
 from contentmatch_shared.upload_tokens import load_secret
@@ -36,6 +37,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.producer = runtime.producer
         app.state.records = records
         app.state.upload_token_secret = secret = load_secret(settings)
+        app.state.backlog = backlog = BacklogMonitor(settings)
+        runtime.spawn(backlog.run(), "backlog-monitor")
         await runtime.add_consumer(
             "ingest-status", STATUS_TOPICS, StatusRecorder(records, settings, secret)
         )

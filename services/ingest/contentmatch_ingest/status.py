@@ -11,6 +11,7 @@ from typing import Any
 from aiokafka import ConsumerRecord
 
 from contentmatch_ingest.records import RecordStore
+from contentmatch_shared import metrics
 from contentmatch_shared.events import (
     Envelope,
     MediaFailed,
@@ -18,6 +19,7 @@ from contentmatch_shared.events import (
     UploadMatched,
     UploadSubmitted,
     WorkFingerprinted,
+    utcnow,
 )
 from contentmatch_shared.ids import is_id
 from contentmatch_shared.settings import Settings
@@ -90,6 +92,9 @@ class StatusRecorder:
                     else None,
                 },
             )
+            metrics.UPLOAD_VERDICT_SECONDS.labels(
+                "matched" if payload.matches else "no_match"
+            ).observe(max((utcnow() - payload.submitted_at).total_seconds(), 0.0))
         elif isinstance(payload, ReportCreated):
             await self._records.put(
                 "uploads",

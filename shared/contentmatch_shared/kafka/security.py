@@ -30,6 +30,7 @@ from aiokafka.protocol.types import (
     TaggedFields,
 )
 
+from contentmatch_shared.kafka.backlog import PIPELINE_GROUPS
 from contentmatch_shared.kafka.connection import new_admin
 from contentmatch_shared.settings import Settings
 from contentmatch_shared.topics import (
@@ -242,6 +243,11 @@ def service_acls(settings: Settings, service: str) -> list[Acl]:
         Acl(principal, ResourceType.GROUP, service, PatternType.PREFIXED, op)
         for op in (Operation.READ, Operation.DESCRIBE)
     ]
+    if service == "ingest":  # reads the pipeline's backlog (kafka/backlog.py) to push back
+        acls += [
+            Acl(principal, ResourceType.GROUP, group, PatternType.LITERAL, Operation.DESCRIBE)
+            for group in PIPELINE_GROUPS
+        ]
     return acls
 
 

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from minio import Minio
 from pydantic import BaseModel
 
+from contentmatch_ingest.backpressure import refuse_when_backlogged
 from contentmatch_shared.auth import CurrentKey, require_role
 from contentmatch_shared.events import new_id
 from contentmatch_shared.settings import Settings
@@ -52,6 +53,7 @@ def _presigner(settings: Settings) -> Minio:
 )
 async def create_direct_upload(request: Request, api_key: CurrentKey) -> Any:
     require_role(api_key, "platform")
+    refuse_when_backlogged(request)
     settings: Settings = request.app.state.settings
     upload_id = new_id("upl")
     grant = new_grant(settings, api_key.tenant, upload_id)

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
+from contentmatch_ingest.backpressure import refuse_when_backlogged
 from contentmatch_ingest.records import RecordStore
 from contentmatch_ingest.submissions import (
     IdempotencyGuard,
@@ -73,6 +74,7 @@ class UploadPublic(BaseModel):
 @router.post("", status_code=202, response_model=UploadAccepted, operation_id="submit_upload")
 async def submit_upload(request: Request, response: Response, api_key: CurrentKey) -> Any:
     require_role(api_key, "platform")
+    refuse_when_backlogged(request)
     state = request.app.state
     records: RecordStore = state.records
     form = await parse_form(request)

@@ -13,8 +13,10 @@ from contentmatch_report.thumbnails import (
     REGION_COLOUR,
     THUMBNAIL_PX,
     ThumbnailError,
+    make_base_thumbnail,
     make_thumbnail,
     normalised_region,
+    thumbnail_from_base,
 )
 from contentmatch_report.timeline import LABEL_PX, PALETTE, TimelineRow, draw_timeline, timecode
 from tests.fixtures.images import make_image, to_bytes
@@ -79,6 +81,24 @@ def test_thumbnails_are_deterministic_and_refuse_non_images() -> None:
     )
     with pytest.raises(ThumbnailError):
         make_thumbnail(b"RIFF....WAVEfmt not an image")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_a_work_thumbnail_from_its_cached_base_is_the_same_jpeg(fmt: str) -> None:
+    source = to_bytes(make_image(7, (1000, 700)), fmt)
+    base = make_base_thumbnail(source)
+    assert max(_open(base).size) == THUMBNAIL_PX
+    for region in (None, {"x": 0.2, "y": 0.1, "w": 0.5, "h": 0.6}):
+        assert thumbnail_from_base(base, region) == make_thumbnail(source, region)
+
+
+def test_a_base_thumbnail_must_be_a_small_rgb_png() -> None:
+    with pytest.raises(ThumbnailError):  # an original, not a base
+        thumbnail_from_base(to_bytes(make_image(7, (1000, 700)), "PNG"))
+    with pytest.raises(ThumbnailError):
+        thumbnail_from_base(to_bytes(make_image(7, (200, 100)), "JPEG"))
+    with pytest.raises(ThumbnailError):
+        thumbnail_from_base(b"not a picture")
 
 
 def test_timecodes() -> None:

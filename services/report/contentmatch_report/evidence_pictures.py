@@ -19,8 +19,14 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 
-from contentmatch_report.thumbnails import ThumbnailError, make_thumbnail
+from contentmatch_report.thumbnails import (
+    ThumbnailError,
+    make_base_thumbnail,
+    make_thumbnail,
+    thumbnail_from_base,
+)
 from contentmatch_report.timeline import TimelineRow, draw_timeline
+from contentmatch_shared.bounded_cache import TtlLru
 from contentmatch_shared.decode_sandbox import SandboxPool
 from contentmatch_shared.errors import MediaError
 from contentmatch_shared.events import Match, ObjectRef, UploadMatched
@@ -30,6 +36,15 @@ log = logging.getLogger(__name__)
 
 # Thumbnails are for people: an original larger than this is not fetched just to shrink it.
 MAX_IMAGE_BYTES = 40 * 1024 * 1024
+# Base thumbnails of works kept in memory (about 100-200 KB of PNG each).
+WORK_THUMBNAILS_CACHED = 256
+_WORK_THUMBNAIL_TTL_S = 3600.0
+
+
+def work_thumbnail_key(work_id: str, sha256: str) -> str:
+    """Where a work's base thumbnail is kept in the reports bucket: named by the original's
+    sha256 too, so a work whose bytes changed never reuses the old picture."""
+    return f"work-thumbnails/{work_id}-{sha256[:32]}.png"
 
 
 @dataclass(frozen=True)
@@ -63,11 +78,15 @@ class ReportPictures:
 class EvidencePictureMaker:
     """Makes the pictures for every report of one match result (keyed by work id).
 
-    Thumbnails decode media (the upload, the registered original) in the decoding sandbox."""
+    Thumbnails decode media (the upload, the registered original) in the decoding sandbox. A
+    registered original is decoded once: its un-outlined thumbnail (``make_base_thumbnail``) is
+    kept beside the reports (``work_thumbnail_key``) and in memory, and each report outlines its
+    region on a copy of it (the same JPEG as decoding the original again)."""
 
     def __init__(self, store: ObjectStore, pool: SandboxPool) -> None:
         self._store = store
         self._pool = pool
+        self._work_bases: TtlLru[bytes] = TtlLru(WORK_THUMBNAILS_CACHED, _WORK_THUMBNAIL_TTL_S)
 
     async def for_result(self, result: UploadMatched) -> dict[str, ReportPictures]:
         if result.media_type == "image":
@@ -94,14 +113,49 @@ class EvidencePictureMaker:
             if match.work_object is None:
                 pictures.missing.append("work: the match result names no work object")
                 continue
-            work_bytes, work_problem = await self._fetch_image(match.work_object, "work")
-            if work_bytes is None:
-                pictures.missing.append(work_problem)
-                continue
-            await self._add_thumbnail(
-                pictures, work_bytes, match.evidence.get("region"), "work.jpg", "work_thumbnail"
+            await self._add_work_thumbnail(
+                pictures, match.work_id, match.work_object, match.evidence.get("region")
             )
         return out
+
+    async def _add_work_thumbnail(
+        self, pictures: ReportPictures, work_id: str, ref: ObjectRef, region: object
+    ) -> None:
+        role = "work_thumbnail"
+        if not ref.sha256:  # nothing to name a cached picture by: from the original
+            work_bytes, problem = await self._fetch_image(ref, "work")
+            if work_bytes is None:
+                pictures.missing.append(problem)
+            else:
+                await self._add_thumbnail(pictures, work_bytes, region, "work.jpg", role)
+            return
+        key = work_thumbnail_key(work_id, ref.sha256)
+        base = self._work_bases.get(key)
+        bucket = self._store.settings.bucket_reports
+        if base is None:
+            base = await self._store.get_bytes(bucket, key)
+        if base is None:
+            work_bytes, problem = await self._fetch_image(ref, "work")
+            if work_bytes is None:
+                pictures.missing.append(problem)
+                return
+            try:
+                base = await self._pool.run(make_base_thumbnail, work_bytes)
+            except ThumbnailError as exc:
+                pictures.missing.append(f"{role}: {exc}")
+                return
+            except MediaError as exc:  # stopped by a sandbox limit
+                pictures.missing.append(f"{role}: {exc.message} ({exc.code})")
+                return
+            await self._store.put_bytes(bucket, key, base, "image/png")
+        try:
+            jpeg = await asyncio.to_thread(thumbnail_from_base, base, region)
+        except ThumbnailError as exc:
+            self._work_bases.discard(key)
+            pictures.missing.append(f"{role}: {exc}")
+            return
+        self._work_bases.put(key, base)
+        pictures.pictures.append(Picture("work.jpg", role, "image/jpeg", jpeg))
 
     async def _fetch_image(self, ref: ObjectRef, what: str) -> tuple[bytes | None, str]:
         if ref.size is not None and ref.size > MAX_IMAGE_BYTES:

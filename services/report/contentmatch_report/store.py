@@ -6,6 +6,8 @@ Layout (bucket ``CM_BUCKET_REPORTS``):
   named with their sha256 in the report's ``evidence.pictures``;
 - ``index/<scope>/<scope_id>/<kind|any>/<created_at>_<report_id>.json``: a summary per listing
   scope (``all/_``, ``tenant/<work tenant>``, ``platform/<platform tenant>``, ``work/<work_id>``).
+- ``work-thumbnails/<work_id>-<sha256 of the original>.png``: a registered work's thumbnail
+  before any region is outlined, made once (``evidence_pictures``); never served as such.
 
 No key is a "directory" of another (S3Proxy on a filesystem cannot hold ``a/b`` and ``a/b/c``):
 ``reports/<id>.json`` and ``reports/<id>/...`` differ in their last segment.

@@ -69,6 +69,32 @@ def _rgb(img: Image.Image) -> Image.Image:
 
 def make_thumbnail(data: bytes, region: Any = None, size: int = THUMBNAIL_PX) -> bytes:
     """A JPEG at most ``size`` px on its longer side, with ``region`` outlined when given."""
+    return _outlined_jpeg(_reduced(data, size), region)
+
+
+def make_base_thumbnail(data: bytes, size: int = THUMBNAIL_PX) -> bytes:
+    """The picture :func:`make_thumbnail` outlines, as a lossless PNG: made once per registered
+    work, then outlined per report by :func:`thumbnail_from_base` (the same JPEG bytes)."""
+    out = io.BytesIO()
+    _reduced(data, size).save(out, "PNG", compress_level=1)
+    return out.getvalue()
+
+
+def thumbnail_from_base(png: bytes, region: Any = None, size: int = THUMBNAIL_PX) -> bytes:
+    """:func:`make_thumbnail` of the original, from its :func:`make_base_thumbnail`. The PNG is
+    this service's own output (stored beside the reports), checked to be that small."""
+    try:
+        with Image.open(io.BytesIO(png)) as img:
+            if img.format != "PNG" or max(img.size) > size or img.mode != "RGB":
+                raise ThumbnailError(f"not a base thumbnail: {img.format} {img.mode} {img.size}")
+            picture = img.copy()
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ThumbnailError(f"cannot decode the base thumbnail: {exc}") from exc
+    return _outlined_jpeg(picture, region)
+
+
+def _reduced(data: bytes, size: int) -> Image.Image:
+    """The image upright, in RGB, at most ``size`` px on its longer side."""
     try:
         with Image.open(io.BytesIO(data)) as img:
             if img.width * img.height > MAX_PIXELS:
@@ -97,6 +123,10 @@ def make_thumbnail(data: bytes, region: Any = None, size: int = THUMBNAIL_PX) ->
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ThumbnailError(f"cannot decode the image: {exc}") from exc
     picture.thumbnail((size, size), Image.Resampling.LANCZOS)
+    return picture
+
+
+def _outlined_jpeg(picture: Image.Image, region: Any) -> bytes:
     box = normalised_region(region)
     if box is not None:
         w, h = picture.size

@@ -35,6 +35,7 @@ from contentmatch_shared.fingerprints import indexable_problem
 from contentmatch_shared.kafka.failures import PoisonRecord
 from contentmatch_shared.provenance import Provenance
 from contentmatch_shared.runtime import ServiceRuntime
+from contentmatch_shared.storage import ObjectStore
 from contentmatch_shared.topics import (
     MEDIA_FAILED,
     UPLOADS_FINGERPRINTED,
@@ -52,6 +53,7 @@ from contentmatch_shared.upload_tokens import (
 log = logging.getLogger(__name__)
 
 SERVICE = "fingerprint"
+_CHUNK_BYTES = 1024 * 1024
 INPUT_TOPICS = [WORKS_SUBMITTED, UPLOADS_SUBMITTED]
 
 
@@ -160,18 +162,7 @@ class Fingerprinter:
         limit = self._runtime.settings.max_upload_bytes
         with tempfile.TemporaryDirectory(prefix="cm-fp-") as tmp:
             path = str(Path(tmp) / "media")
-            try:
-                stat = await asyncio.to_thread(store.client.stat_object, obj.bucket, obj.key)
-            except S3Error as exc:
-                if exc.code in {"NoSuchKey", "NoSuchBucket", "NoSuchObject"}:
-                    raise MediaError(
-                        "object_not_found", f"no object s3://{obj.bucket}/{obj.key}"
-                    ) from exc
-                raise
-            if stat.size is not None and stat.size > limit:
-                raise MediaError("payload_too_large", f"object is {stat.size} bytes > {limit}")
-            await store.download_to(obj.bucket, obj.key, path)
-            digest, size = await asyncio.to_thread(_file_digest, path)
+            digest, size = await asyncio.to_thread(_download, store, obj, path, limit)
             measured = obj.model_copy(update={"sha256": digest, "size": size})
             if media_type is None:
                 media_type = await asyncio.to_thread(jobs.sniff_file, path)  # 64 bytes, no decode
@@ -201,7 +192,30 @@ class Fingerprinter:
         return provenance
 
 
-def _file_digest(path: str) -> tuple[str, int]:
-    with open(path, "rb") as f:
-        digest = hashlib.file_digest(f, "sha256")
-        return digest.hexdigest(), f.tell()
+def _download(store: ObjectStore, obj: ObjectRef, path: str, limit: int) -> tuple[str, int]:
+    """The object into ``path`` in one GET, hashed on the way; its sha256 and size.
+
+    Raises MediaError ``object_not_found``, or ``payload_too_large`` past ``limit`` bytes (from
+    the announced length, else while reading)."""
+    try:
+        response = store.client.get_object(obj.bucket, obj.key)
+    except S3Error as exc:
+        if exc.code in {"NoSuchKey", "NoSuchBucket", "NoSuchObject"}:
+            raise MediaError("object_not_found", f"no object s3://{obj.bucket}/{obj.key}") from exc
+        raise
+    try:
+        announced = response.headers.get("content-length")
+        if announced is not None and int(announced) > limit:
+            raise MediaError("payload_too_large", f"object is {announced} bytes > {limit}")
+        sha, size = hashlib.sha256(), 0
+        with open(path, "wb") as f:
+            for chunk in response.stream(_CHUNK_BYTES):
+                size += len(chunk)
+                if size > limit:
+                    raise MediaError("payload_too_large", f"object is over {limit} bytes")
+                sha.update(chunk)
+                f.write(chunk)
+        return sha.hexdigest(), size
+    finally:
+        response.close()
+        response.release_conn()

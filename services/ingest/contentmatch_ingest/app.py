@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.backlog = backlog = BacklogMonitor(settings)
         runtime.spawn(backlog.run(), "backlog-monitor")
         await runtime.add_consumer(
-            "ingest-status", STATUS_TOPICS, StatusRecorder(records, settings, secret)
+            "ingest-status", STATUS_TOPICS, StatusRecorder(records, settings, secret, SERVICE)
         )
         try:
             yield

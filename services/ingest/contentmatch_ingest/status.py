@@ -50,8 +50,11 @@ STATUS_TOPICS: list[TopicSpec] = [
 
 
 class StatusRecorder:
-    def __init__(self, records: RecordStore, settings: Settings, upload_secret: bytes) -> None:
+    def __init__(
+        self, records: RecordStore, settings: Settings, upload_secret: bytes, service: str
+    ) -> None:
         self._records = records
+        self._service = service  # the envelope producer of ingest's own events
         self._settings = settings
         self._upload_secret = upload_secret
 
@@ -107,6 +110,10 @@ class StatusRecorder:
                 },
             )
         elif isinstance(payload, UploadSubmitted):
+            if envelope.producer == self._service:
+                # Ingest wrote this upload's record before publishing it: nothing to do (a
+                # publisher claiming to be ingest only keeps its own upload unrecorded).
+                return
             # Platforms that publish straight to Kafka: the upload becomes visible over HTTP too,
             # once its token proves tenant, id and object (fingerprint reports refusals).
             try:

@@ -386,7 +386,8 @@ class ImageHasher:
     def fingerprint(self, data: bytes) -> ImageFingerprint:
         rgb, width, height = decode_image(data)
         fingerprint = self.fingerprint_rgb(rgb, width, height)
-        fingerprint.extra.update(pixel_provenance(data, rgb, width, height))
+        thumb = fingerprint.extra.get("thumb")
+        fingerprint.extra.update(pixel_provenance(data, rgb, width, height, thumb))
         return fingerprint
 
     def fingerprint_rgb(

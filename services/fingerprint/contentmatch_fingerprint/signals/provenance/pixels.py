@@ -7,22 +7,27 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 from PIL import Image
 
 from contentmatch_fingerprint.signals.provenance import iscc, watermark
+from contentmatch_shared.thumb_payload import decode_thumb
 
 log = logging.getLogger(__name__)
 
 
-def pixel_provenance(data: bytes, rgb: Image.Image, width: int, height: int) -> dict[str, object]:
+def pixel_provenance(
+    data: bytes, rgb: Image.Image, width: int, height: int, thumb: object = None
+) -> dict[str, object]:
     """``extra`` entries for the upright working copy ``rgb`` of ``data`` (``width`` x
-    ``height`` at full size). The watermark is looked for only in a lossless file decoded at
-    full size (the mark lives in the exact pixels). Never raises: the image's signals do not
-    depend on its provenance."""
+    ``height`` at full size) and its grey thumbnail payload ``thumb``. The watermark is looked
+    for only in a lossless file decoded at full size (the mark lives in the exact pixels).
+    Never raises: the image's signals do not depend on its provenance."""
     out: dict[str, object] = {}
     try:
-        out["iscc"] = iscc.image_code(rgb)
+        if isinstance(thumb, dict):
+            out["iscc"] = iscc.image_code_of_grey(decode_thumb(thumb))
+        else:
+            out["iscc"] = iscc.image_code(rgb)
     except Exception as exc:
         log.warning("ISCC image code failed: %s", exc)
     if rgb.size != (width, height) or not watermark.lossless_format(data):
@@ -30,7 +35,7 @@ def pixel_provenance(data: bytes, rgb: Image.Image, width: int, height: int) -> 
     if not watermark.MIN_PIXELS <= width * height <= watermark.MAX_PIXELS:
         return out
     try:
-        marks = watermark.find_marks(np.asarray(rgb))
+        marks = watermark.find_marks(rgb)
     except Exception as exc:
         log.warning("watermark decode failed: %s", exc)
         return out

@@ -30,6 +30,7 @@ MAX_VALUE_CHARS = 500
 
 _OPENINGS = (b"<x:xmpmeta", b"<x:xapmeta")
 _CLOSINGS = {b"<x:xmpmeta": b"</x:xmpmeta>", b"<x:xapmeta": b"</x:xapmeta>"}
+_OPENING_PREFIX = b"<x:x"
 
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 IPTC_EXT = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
@@ -140,10 +141,13 @@ def find_packets(data: bytes) -> list[bytes]:
     pos = 0
     attempts = 0
     while len(packets) < MAX_PACKETS and attempts < MAX_SCAN_ATTEMPTS:
-        found = [(i, o) for o in _OPENINGS if (i := data.find(o, pos)) >= 0]
-        if not found:
+        start = data.find(_OPENING_PREFIX, pos)  # one pass finds both spellings
+        if start < 0:
             break
-        start, opening = min(found)
+        opening = data[start : start + len(_OPENINGS[0])]
+        if opening not in _CLOSINGS:
+            pos = start + len(_OPENING_PREFIX)
+            continue
         attempts += 1
         closing = _CLOSINGS[opening]
         end = data.find(closing, start, start + MAX_PACKET_BYTES)

@@ -4,11 +4,13 @@ PYTEST := .venv/bin/pytest
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help install up down status clean demo test test-unit test-integration test-e2e test-ops \
-        lint format bench bench-image bench-audio bench-pipeline
+        lint format bench bench-image bench-audio bench-pipeline \
+        bench-provenance-meta
 
 help:
 	@echo "make demo | up | down | status | clean | test | test-unit | test-integration | test-e2e"
 	@echo "make test-ops | lint | format | bench | bench-image | bench-audio | bench-pipeline"
+	@echo "make bench-provenance-meta"
 
 install:
 	@bash scripts/bootstrap.sh
@@ -65,3 +67,6 @@ bench-pipeline: install
 	bash bench/install_image_corpora.sh
 	bash bench/install_audio_corpora.sh
 	.venv/bin/python -m bench.pipeline_bench $(BENCH_ARGS)
+
+bench-provenance-meta: install
+	.venv/bin/python -m bench.provenance_meta_bench $(BENCH_ARGS)

@@ -1,13 +1,16 @@
 """Declared provenance through the whole stack: an upload whose PNG carries Stable Diffusion's
 text chunks (after the image data) gets an attribution report naming the generator; a work whose
 XMP reserves text-and-data mining carries the reservation into the report of an upload matching
-it, with the ISCC of both sides; a watermark alone or a plain photo gets no attribution report.
+it, with the ISCC of both sides; a watermark alone or a plain photo gets no attribution report;
+an audio work shows the ISRC of its tags and its ISCC Audio-Code.
 """
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +19,7 @@ from PIL import Image
 from contentmatch_shared.client import ContentMatchClient, Endpoints
 from tests.e2e.conftest import Tenants
 from tests.e2e.report_parties import ReportParties, make_parties
+from tests.fixtures import audio
 from tests.fixtures.images import make_image, to_bytes
 from tests.fixtures.provenance_media import (
     A1111_PARAMETERS,
@@ -120,3 +124,28 @@ def test_watermark_alone_and_plain_photo_get_no_attribution(parties: ReportParti
     upload = _with_reports(parties.tube, parties.tube.submit_upload(plain, "plain.jpg"))
     assert upload["status"] == "no_match" and upload["reports"] == []
     assert [p["source"] for p in upload["provenance"]["evidence"]] == ["iscc"]
+
+
+def test_audio_work_carries_its_tags_and_audio_iscc(parties: ReportParties, tmp_path: Path) -> None:
+    """A track whose MP3 tags carry its ISRC and ISWC: the work shows them with its ISCC
+    Audio-Code; a malformed ISWC in the tags is shown as invalid, not as an identifier."""
+    wav = tmp_path / "track.wav"
+    audio.write_wav(wav, audio.make_track(SEEDS[4], 20.0, audio.DEFAULT_SR), audio.DEFAULT_SR)
+    tagged = tmp_path / "track.mp3"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(wav), "-c:a", "libmp3lame",
+         "-b:a", "128k", "-metadata", "ISRC=GB-PMT-26-08884", "-metadata", "ISWC=T-034.524.680-2",
+         str(tagged)],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    work_id = parties.label.register_work(
+        tagged.read_bytes(), "track.mp3", {"title": "Tagged track", "policy": "track"}
+    )
+    work = parties.label.wait_work(work_id)
+    assert work["status"] == "indexed", work
+    provenance = work["provenance"]
+    assert provenance["identifiers"]["isrc"] == "GBPMT2608884"
+    assert provenance["identifiers"]["iscc"].startswith("ISCC:EI")
+    assert "iswc" not in provenance["identifiers"]
+    assert ("audio_tags", "identifier", "invalid") in _sources(provenance)
+    assert not provenance["ai_generated"]

@@ -8,9 +8,33 @@ a replayed event simply overwrites the same object. A status is derived from whi
 from __future__ import annotations
 
 import asyncio
+import re
+from datetime import datetime
 from typing import Any
 
 from contentmatch_shared.storage import ObjectStore
+
+_CHANGES = "upload-changes"
+# ``<13-digit epoch ms>-<upload id>``: lexicographic order is time order.
+_CURSOR = re.compile(r"\d{13}-upl_[0-9a-f]{32}")
+_POSITION = re.compile(r"\d{13}(-upl_[0-9a-f]{32})?")  # a change's cursor, or a time
+
+
+def change_cursor(at: datetime, upload_id: str) -> str:
+    return f"{int(at.timestamp() * 1000):013d}-{upload_id}"
+
+
+def since_cursor(at: datetime) -> str:
+    """The position just before every change recorded at or after ``at``."""
+    return f"{max(int(at.timestamp() * 1000), 0):013d}"
+
+
+def is_cursor(value: str) -> bool:
+    return bool(_POSITION.fullmatch(value))
+
+
+def change_key(tenant: str, cursor: str) -> str:
+    return f"{_CHANGES}/{tenant}/{cursor}"
 
 
 class RecordStore:
@@ -28,6 +52,25 @@ class RecordStore:
         key = f"{subject}/{subject_id}/{fact}.json"
         if not await self._store.exists(self._bucket, key):
             await self._store.put_json(self._bucket, key, value)
+
+    async def note_change(self, tenant: str, upload_id: str, at: datetime) -> None:
+        """Index an upload's change under its tenant, in time order: ``GET /v1/uploads?since``."""
+        await self._store.put_bytes(
+            self._bucket, change_key(tenant, change_cursor(at, upload_id)), b""
+        )
+
+    async def changes(self, tenant: str, *, after: str, limit: int) -> list[tuple[str, str]]:
+        """(cursor, upload id) of the tenant's changes past ``after`` (a cursor), oldest first."""
+        prefix = f"{_CHANGES}/{tenant}/"
+        keys = await self._store.list_keys(
+            self._bucket, prefix, start_after=prefix + after if after else None, limit=limit
+        )
+        out = []
+        for key in keys:
+            cursor = key.removeprefix(prefix)
+            if _CURSOR.fullmatch(cursor):
+                out.append((cursor, cursor.partition("-")[2]))
+        return out
 
     # -- reads -------------------------------------------------------------------------------
     async def facts(

@@ -80,6 +80,8 @@ class StatusRecorder:
             await self._records.put(
                 f"{payload.subject}s", payload.subject_id, "failed", payload.model_dump(mode="json")
             )
+            if payload.subject == "upload":
+                await self._records.note_change(payload.tenant, payload.subject_id, utcnow())
         elif isinstance(payload, UploadMatched):
             await self._records.put(
                 "uploads",
@@ -98,6 +100,7 @@ class StatusRecorder:
             metrics.UPLOAD_VERDICT_SECONDS.labels(
                 "matched" if payload.matches else "no_match"
             ).observe(max((utcnow() - payload.submitted_at).total_seconds(), 0.0))
+            await self._records.note_change(payload.tenant, payload.upload_id, utcnow())
         elif isinstance(payload, ReportCreated):
             await self._records.put(
                 "uploads",
@@ -126,3 +129,4 @@ class StatusRecorder:
             await self._records.put_if_absent(
                 "uploads", trusted.upload_id, "submitted", trusted.model_dump(mode="json")
             )
+            await self._records.note_change(trusted.tenant, trusted.upload_id, utcnow())

@@ -15,7 +15,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/infra/common.sh"
 init_state_dir
 
-SERVICES=(ingest fingerprint match report)
+SERVICES=(ingest fingerprint match report delivery)
 VENV="$CM_REPO_ROOT/.venv"
 
 port_of() {
@@ -24,6 +24,7 @@ port_of() {
     fingerprint) echo "${CM_FINGERPRINT_PORT:-8082}" ;;
     match) echo "${CM_MATCH_PORT:-8083}" ;;
     report) echo "${CM_REPORT_PORT:-8084}" ;;
+    delivery) echo "${CM_DELIVERY_PORT:-8085}" ;;
     esac
 }
 
@@ -67,6 +68,10 @@ service_env() {
     export CM_UPLOAD_TOKEN_SECRET_FILE="${CM_UPLOAD_TOKEN_SECRET_FILE:-$CM_STATE_DIR/keys/upload-token.key}"
     CM_ADMIN_KEY="$(admin_key)"
     export CM_ADMIN_KEY
+    # Webhook receivers on this machine (loopback) are fine for a development stack only.
+    if [[ "${CM_ENVIRONMENT:-development}" != production ]]; then
+        export CM_WEBHOOK_ALLOW_PRIVATE_URLS="${CM_WEBHOOK_ALLOW_PRIVATE_URLS:-true}"
+    fi
 }
 
 wait_ready() {
@@ -95,7 +100,8 @@ up() {
     # The operator's principal creates the topics and the services' ACLs (idempotent).
     local svc vars
     mapfile -t vars < <(kafka_vars admin)
-    env "${vars[@]}" "$VENV/bin/contentmatch" kafka bootstrap
+    # --scram-users: principals added after this Kafka's storage was formatted (a new service).
+    env "${vars[@]}" "$VENV/bin/contentmatch" kafka bootstrap --scram-users "$(kafka_users_dir)"
     for svc in "${SERVICES[@]}"; do
         if service_pid "$svc" >/dev/null; then
             log "$svc: already running"

@@ -21,7 +21,7 @@ CM_WAIT_TIMEOUT="${CM_WAIT_TIMEOUT:-90}"
 CM_STOP_TIMEOUT="${CM_STOP_TIMEOUT:-30}"
 
 # The Kafka principals the infra creates: the operator's super user and one per service.
-KAFKA_SCRAM_USERS=(admin svc-ingest svc-fingerprint svc-match svc-report)
+KAFKA_SCRAM_USERS=(admin svc-ingest svc-fingerprint svc-match svc-report svc-delivery)
 kafka_users_dir() { printf '%s/kafka/users' "$CM_STATE_DIR"; }
 
 log() { printf '[infra] %s\n' "$*" >&2; }

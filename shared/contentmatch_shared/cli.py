@@ -14,6 +14,7 @@ SERVICES = {
     "fingerprint": ("contentmatch_fingerprint.app:create_app", "fingerprint_port"),
     "match": ("contentmatch_match.app:create_app", "match_port"),
     "report": ("contentmatch_report.app:create_app", "report_port"),
+    "delivery": ("contentmatch_delivery.app:create_app", "delivery_port"),
 }
 
 
@@ -212,11 +213,20 @@ def _kafka_bootstrap(args: argparse.Namespace) -> int:
     import asyncio
 
     from contentmatch_shared.kafka.admin import ensure_topics
-    from contentmatch_shared.kafka.security import SERVICES, apply_service_acls, service_principal
+    from contentmatch_shared.kafka.security import (
+        SERVICES,
+        apply_service_acls,
+        ensure_service_users,
+        service_principal,
+    )
     from contentmatch_shared.settings import get_settings
 
     settings = get_settings()
     asyncio.run(ensure_topics(settings))
+    if args.scram_users:
+        added = asyncio.run(ensure_service_users(settings, Path(args.scram_users)))
+        if added:
+            print(f"SCRAM credentials set for {', '.join(added)}", file=sys.stderr)
     asyncio.run(apply_service_acls(settings))
     names = ", ".join(service_principal(s) for s in SERVICES)
     print(f"topics created; ACLs applied for {names}", file=sys.stderr)
@@ -340,9 +350,13 @@ def main(argv: list[str] | None = None) -> int:
 
     kafka = sub.add_parser("kafka", help="Kafka principals and ACLs (as the operator)")
     kafka_sub = kafka.add_subparsers(dest="kafka_command", required=True)
-    kafka_sub.add_parser("bootstrap", help="create the topics and the services' ACLs").set_defaults(
-        func=_kafka_bootstrap
+    bootstrap = kafka_sub.add_parser("bootstrap", help="create the topics and the services' ACLs")
+    bootstrap.add_argument(
+        "--scram-users",
+        metavar="DIR",
+        help="also set each service principal's SCRAM password from DIR/<principal>.password",
     )
+    bootstrap.set_defaults(func=_kafka_bootstrap)
 
     platform = sub.add_parser("platform", help="platforms' Kafka principals (as the operator)")
     platform_sub = platform.add_subparsers(dest="platform_command", required=True)

@@ -28,6 +28,7 @@ class ApiFailure(Exception):
 class Endpoints:
     ingest: str = "http://127.0.0.1:8081"
     report: str = "http://127.0.0.1:8084"
+    delivery: str = "http://127.0.0.1:8085"
 
 
 class ContentMatchClient:
@@ -145,6 +146,41 @@ class ContentMatchClient:
         if upload["status"] == "unknown":
             raise TimeoutError(f"upload {upload_id} never became visible")
         return upload
+
+    def uploads(self, **params: Any) -> dict[str, Any]:
+        """``GET /v1/uploads``: ``ids=[...]`` (a list is joined), or ``since``/``cursor``."""
+        if isinstance(params.get("ids"), list | tuple):
+            params["ids"] = ",".join(params["ids"])
+        return dict(self._call("GET", f"{self.endpoints.ingest}/v1/uploads", params=params))
+
+    # -- webhooks -----------------------------------------------------------------------------
+    def create_webhook(self, url: str, **fields: Any) -> dict[str, Any]:
+        body = {"url": url, **fields}
+        return dict(self._call("POST", f"{self.endpoints.delivery}/v1/webhooks", json=body))
+
+    def webhooks(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"{self.endpoints.delivery}/v1/webhooks")["webhooks"])
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        response = self._http.delete(f"{self.endpoints.delivery}/v1/webhooks/{webhook_id}")
+        if response.status_code >= 400:
+            raise ApiFailure(response)
+
+    def rotate_webhook_secret(self, webhook_id: str, **fields: Any) -> dict[str, Any]:
+        url = f"{self.endpoints.delivery}/v1/webhooks/{webhook_id}/rotate-secret"
+        return dict(self._call("POST", url, json=fields))
+
+    def webhook_deliveries(self, webhook_id: str, **params: Any) -> dict[str, Any]:
+        url = f"{self.endpoints.delivery}/v1/webhooks/{webhook_id}/deliveries"
+        return dict(self._call("GET", url, params=params))
+
+    def webhook_delivery(self, webhook_id: str, delivery_id: str) -> dict[str, Any]:
+        url = f"{self.endpoints.delivery}/v1/webhooks/{webhook_id}/deliveries/{delivery_id}"
+        return dict(self._call("GET", url))
+
+    def replay_webhook_delivery(self, webhook_id: str, delivery_id: str) -> dict[str, Any]:
+        url = f"{self.endpoints.delivery}/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/replay"
+        return dict(self._call("POST", url))
 
     # -- reports ------------------------------------------------------------------------------
     def reports(self, **params: Any) -> dict[str, Any]:

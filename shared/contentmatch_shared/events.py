@@ -184,6 +184,18 @@ class ReportCreated(BaseModel):
     created_at: datetime
 
 
+class WebhookDeliveryDue(BaseModel):
+    """A command of the delivery service: attempt ``delivery_id`` (its ``attempt``-th attempt)
+    at ``due_at``. What to send is in the delivery's record (delivery service, deliveries.py)."""
+
+    delivery_id: str = Field(pattern=r"^dlv_[0-9]{13}[0-9a-f]{16}$")
+    webhook_id: str = Field(pattern=r"^whk_[0-9a-f]{32}$")
+    tenant: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    upload_id: str = Field(max_length=100)
+    attempt: int = Field(ge=1)
+    due_at: datetime
+
+
 P = TypeVar("P", bound=BaseModel)
 
 EVENT_PAYLOADS: dict[str, type[BaseModel]] = {
@@ -194,6 +206,7 @@ EVENT_PAYLOADS: dict[str, type[BaseModel]] = {
     "upload.matched": UploadMatched,
     "media.failed": MediaFailed,
     "report.created": ReportCreated,
+    "webhook.delivery_due": WebhookDeliveryDue,
 }
 PAYLOAD_EVENT_TYPES: dict[type[BaseModel], str] = {v: k for k, v in EVENT_PAYLOADS.items()}
 

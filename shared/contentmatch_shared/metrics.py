@@ -128,3 +128,32 @@ DECODE_LIMIT_EXCEEDED = Counter(
     "before decoding because their declared size exceeds the budget (budget).",
     ["service", "limit"],
 )
+
+# Webhooks (delivery service)
+WEBHOOK_ATTEMPTS = Counter(
+    "cm_webhook_attempts_total",
+    "Webhook delivery attempts, by outcome: delivered, http_error, timeout, connection_error, "
+    "refused (the URL now resolves to a forbidden address), deferred (receiver paused).",
+    ["event_type", "outcome"],
+)
+WEBHOOK_ATTEMPT_SECONDS = Histogram(
+    "cm_webhook_attempt_duration_seconds",
+    "Time of one delivery attempt (request and response).",
+    buckets=_LATENCY_BUCKETS,
+)
+WEBHOOK_DELIVERIES = Counter(
+    "cm_webhook_deliveries_total",
+    "Webhook deliveries finished, by result: delivered, failed (retry window over), cancelled "
+    "(webhook deleted).",
+    ["event_type", "result"],
+)
+WEBHOOK_DISPATCH_LAG = Histogram(
+    "cm_webhook_dispatch_lag_seconds",
+    "From the pipeline event to the first delivery attempt: the service's own delay, whatever "
+    "the receiver then does.",
+    ["event_type"],
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0),
+)
+WEBHOOK_RETRIES_SCHEDULED = Counter(
+    "cm_webhook_retries_scheduled_total", "Retries written to a delay topic.", ["level"]
+)

@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     fingerprint_port: int = 8082
     match_port: int = 8083
     report_port: int = 8084
+    delivery_port: int = 8085
 
     # Auth
     admin_key: str = ""  # operator key that may create other keys; required outside development
@@ -135,6 +136,23 @@ class Settings(BaseSettings):
     # JSON list of PreviousSigningKey: what GET /v1/reports/public-keys lists beside the current key
     report_previous_public_keys: list[PreviousSigningKey] = Field(default_factory=list)
 
+    # Webhooks (delivery service; docs/webhooks.md)
+    # Callback URLs on loopback/private/link-local addresses: for tests and development only.
+    webhook_allow_private_urls: bool = False
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=60)  # one attempt, end to end
+    webhook_connect_timeout_s: float = Field(default=3.0, gt=0, le=30)
+    webhook_retry_base_s: float = Field(default=10.0, gt=0)  # first retry's delay
+    webhook_retry_factor: float = Field(
+        default=4.0, ge=1.0
+    )  # each next retry waits this much longer
+    webhook_retry_max_delay_s: float = Field(default=6 * 3600.0, gt=0)
+    webhook_retry_window_s: float = Field(default=3 * 24 * 3600.0, gt=0)  # then the delivery fails
+    webhook_max_concurrency_per_receiver: int = Field(default=4, ge=1)  # per process and host
+    webhook_receiver_pause_s: float = Field(default=30.0, ge=0)  # after a timeout, defer that host
+    webhook_max_per_tenant: int = Field(default=10, ge=1)
+    webhook_secret_grace_s: float = Field(default=24 * 3600.0, ge=0)  # old secret signs too
+    webhook_cache_ttl_s: float = Field(default=2.0, ge=0)  # how soon a new webhook gets events
+
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:
         if self.environment == "production":
@@ -144,6 +162,10 @@ class Settings(BaseSettings):
                 raise ValueError("CM_ADMIN_KEY must be set in production")
             if self.kafka_security_protocol == "PLAINTEXT":
                 raise ValueError("CM_KAFKA_SECURITY_PROTOCOL must authenticate in production")
+            if self.webhook_allow_private_urls:
+                raise ValueError("CM_WEBHOOK_ALLOW_PRIVATE_URLS is for tests and development")
+            if self.webhook_retry_window_s < 24 * 3600:
+                raise ValueError("CM_WEBHOOK_RETRY_WINDOW_S must be at least a day in production")
         if self.kafka_security_protocol != "PLAINTEXT" and not self.kafka_username:
             raise ValueError(f"CM_KAFKA_USERNAME must be set with {self.kafka_security_protocol}")
         return self

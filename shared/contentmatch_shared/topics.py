@@ -79,6 +79,26 @@ REPORTS_CREATED = TopicSpec(
     description="A report was stored; for downstream systems (webhooks, ticketing).",
 )
 
+WEBHOOK_DELIVERIES = TopicSpec(
+    name="webhooks.deliveries",
+    key="upload_id",  # one upload's deliveries are attempted by one consumer, in order
+    event_type="webhook.delivery_due",
+    description="A webhook delivery to attempt now (new, replayed, or a retry that came due).",
+)
+# Delay topics of webhook retries: the n-th retry waits in level min(n, len) until it is due, then
+# goes back to webhooks.deliveries. Records of one level share one delay, so they come due in
+# the order they were written (docs/webhooks.md: the schedule).
+WEBHOOK_RETRIES: tuple[TopicSpec, ...] = tuple(
+    TopicSpec(
+        name=f"webhooks.retry.{level}",
+        key="upload_id",
+        event_type="webhook.delivery_due",
+        retention_ms=7 * 24 * 3600 * 1000,
+        description=f"Webhook deliveries waiting for their retry (level {level} of the backoff).",
+    )
+    for level in range(1, 8)
+)
+
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     WORKS_SUBMITTED,
     UPLOADS_SUBMITTED,
@@ -87,6 +107,8 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     UPLOADS_MATCHED,
     MEDIA_FAILED,
     REPORTS_CREATED,
+    WEBHOOK_DELIVERIES,
+    *WEBHOOK_RETRIES,
 )
 # Consumed topics get a dead-letter topic.
 CONSUMED_TOPICS: tuple[TopicSpec, ...] = (
@@ -97,6 +119,8 @@ CONSUMED_TOPICS: tuple[TopicSpec, ...] = (
     UPLOADS_MATCHED,
     MEDIA_FAILED,
     REPORTS_CREATED,
+    WEBHOOK_DELIVERIES,
+    *WEBHOOK_RETRIES,
 )
 
 

@@ -25,7 +25,9 @@ class Tenants:
 
 @pytest.fixture(scope="session")
 def endpoints(stack: Stack) -> Endpoints:
-    return Endpoints(ingest=stack.url("ingest"), report=stack.url("report"))
+    return Endpoints(
+        ingest=stack.url("ingest"), report=stack.url("report"), delivery=stack.url("delivery")
+    )
 
 
 @pytest.fixture(scope="session")

@@ -32,8 +32,9 @@ K8S = REPO / "deploy" / "k8s"
 SCHEMAS = K8S / "schemas"
 OVERLAYS = ("dev", "prod")
 KUBERNETES_VERSION = "1.32.0"
-SERVICES = ("ingest", "fingerprint", "match", "report")
+SERVICES = ("ingest", "fingerprint", "match", "report", "delivery")
 HTTP_SERVICES = ("ingest", "report")  # scaled by HPA on CPU
+PUBLIC_APIS = ("ingest", "report", "delivery")  # reached through the ingress controller
 WORKERS = {"fingerprint": "fingerprint", "match": "match"}  # scaled by KEDA: deployment -> group
 # Secrets prod expects to exist before it is applied (deploy/README.md); dev generates its own.
 PROD_EXTERNAL_SECRETS = {"contentmatch-secrets", "contentmatch-report-signing"}
@@ -375,7 +376,7 @@ def test_network_policies_allow_only_the_designed_flows(objs: tuple[dict, ...]) 
                     ingress_from.add(
                         peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
                     )
-        expected = {"monitoring", "ingress-nginx"} if name in HTTP_SERVICES else {"monitoring"}
+        expected = {"monitoring", "ingress-nginx"} if name in PUBLIC_APIS else {"monitoring"}
         assert ingress_from == expected, name
         egress_ports = set()
         for policy in policies:

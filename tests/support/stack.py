@@ -1,4 +1,4 @@
-"""The four services as real processes (``contentmatch serve ...``), for end-to-end tests."""
+"""The services as real processes (``contentmatch serve ...``), for end-to-end tests."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import httpx
 
 from tests.support.infra import REPO, TestInfra
 
-SERVICES = ("ingest", "fingerprint", "match", "report")
+SERVICES = ("ingest", "fingerprint", "match", "report", "delivery")
 
 
 @dataclass
@@ -43,6 +43,15 @@ class Stack:
             "CM_FINGERPRINT_PORT": str(self.port("fingerprint")),
             "CM_MATCH_PORT": str(self.port("match")),
             "CM_REPORT_PORT": str(self.port("report")),
+            "CM_DELIVERY_PORT": str(self.port("delivery")),
+            # Webhook receivers in the tests listen on loopback; retries come quickly.
+            "CM_WEBHOOK_ALLOW_PRIVATE_URLS": "true",
+            "CM_WEBHOOK_RETRY_BASE_S": "0.3",
+            "CM_WEBHOOK_RETRY_FACTOR": "2",
+            "CM_WEBHOOK_RETRY_MAX_DELAY_S": "2",
+            "CM_WEBHOOK_TIMEOUT_S": "3",
+            "CM_WEBHOOK_RECEIVER_PAUSE_S": "1",
+            "CM_WEBHOOK_CACHE_TTL_S": "0.5",
             "CM_REPORT_SIGNING_KEY_FILE": str(state / "keys" / "report-signing.key"),
             "CM_UPLOAD_TOKEN_SECRET_FILE": str(state / "keys" / "upload-token.key"),
             "CM_CONSUMER_RETRY_BACKOFF_S": "0.2",

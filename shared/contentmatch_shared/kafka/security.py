@@ -13,6 +13,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from enum import IntEnum
+from pathlib import Path
 from typing import TypeAlias
 
 from aiokafka.admin import AIOKafkaAdminClient
@@ -39,13 +40,15 @@ from contentmatch_shared.topics import (
     UPLOADS_FINGERPRINTED,
     UPLOADS_MATCHED,
     UPLOADS_SUBMITTED,
+    WEBHOOK_DELIVERIES,
+    WEBHOOK_RETRIES,
     WORKS_REGISTRY,
     WORKS_SUBMITTED,
     TopicSpec,
     all_specs,
 )
 
-SERVICES = ("ingest", "fingerprint", "match", "report")
+SERVICES = ("ingest", "fingerprint", "match", "report", "delivery")
 SCRAM_ITERATIONS = 8192  # Kafka's minimum is 4096
 
 
@@ -217,6 +220,16 @@ SERVICE_FLOWS = {
     ),
     "match": Flows(reads=(WORKS_REGISTRY, UPLOADS_FINGERPRINTED), writes=(UPLOADS_MATCHED,)),
     "report": Flows(reads=(UPLOADS_MATCHED,), writes=(REPORTS_CREATED,)),
+    "delivery": Flows(
+        reads=(
+            UPLOADS_MATCHED,
+            MEDIA_FAILED,
+            REPORTS_CREATED,
+            WEBHOOK_DELIVERIES,
+            *WEBHOOK_RETRIES,
+        ),
+        writes=(WEBHOOK_DELIVERIES, *WEBHOOK_RETRIES),
+    ),
 }
 
 
@@ -282,6 +295,26 @@ async def apply_service_acls(settings: Settings) -> None:
             await create_acls(admin, service_acls(settings, service))
     finally:
         await admin.close()
+
+
+async def ensure_service_users(settings: Settings, passwords: Path) -> list[str]:
+    """Set the SCRAM password of every service principal that has a file in ``passwords``
+    (``<principal>.password``): a service added after the broker's storage was formatted gets
+    its principal here. Setting an unchanged password again is harmless."""
+    admin = new_admin(settings)
+    await admin.start()
+    done: list[str] = []
+    try:
+        for service in SERVICES:
+            principal = service_principal(service)
+            path = passwords / f"{principal}.password"
+            if path.is_file():
+                password = path.read_text().strip()
+                await upsert_scram_user(admin, principal, password, settings.kafka_sasl_mechanism)
+                done.append(principal)
+    finally:
+        await admin.close()
+    return done
 
 
 async def add_platform(settings: Settings, tenant: str) -> str:

@@ -60,3 +60,22 @@ def test_malformed_headers_fail(header: str | None) -> None:
 def test_secrets_are_random_and_long() -> None:
     a, b = new_secret(), new_secret()
     assert a != b and a.startswith("whsec_") and len(a) > 40
+
+
+def test_the_readme_snippet_verifies_what_the_service_signs() -> None:
+    import re
+    import time
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    found = re.search(r"```python\n(import hashlib.*?)```", readme, re.S)
+    assert found, "the README's verification snippet"
+    namespace: dict[str, object] = {}
+    exec(found[1], namespace)
+    check = namespace["verify"]
+    secret, now = new_secret(), int(time.time())
+    header = signature_header([new_secret(), secret], now, BODY)
+    assert check(header, BODY, secret) is True  # type: ignore[operator]
+    assert check(header, BODY + b"x", secret) is False  # type: ignore[operator]
+    stale = signature_header([secret], now - 3600, BODY)
+    assert check(stale, BODY, secret) is False  # type: ignore[operator]

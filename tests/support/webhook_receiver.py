@@ -58,6 +58,7 @@ class WebhookReceiver:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.port = int(self._server.server_address[1])  # the one chosen, when asked for 0
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

@@ -3,6 +3,8 @@ provenance, in each container; hostile XML refused alone."""
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 
 from contentmatch_fingerprint.signals.provenance import png_chunks, xmp
@@ -48,7 +50,7 @@ def test_ai_system_tdm_and_provenance() -> None:
 
 
 @pytest.mark.parametrize(
-    "container", ["jpeg", "png", "png-compressed", "png-after", "webp", "tiff"]
+    "container", ["jpeg", "png", "png-compressed", "png-after", "webp", "tiff", "gif", "mp3"]
 )
 def test_xmp_found_in_each_container(container: str) -> None:
     packet = xmp_packet(digital_source_type="compositeWithTrainedAlgorithmicMedia")
@@ -62,8 +64,18 @@ def test_xmp_found_in_each_container(container: str) -> None:
         extra = png_chunks.walk(data).xmp_packets
     elif container == "webp":
         data = encode(picture(), "WEBP", xmp=packet)
-    else:
+    elif container == "tiff":
         data = encode(picture(), "TIFF", tiffinfo={700: packet})
+    elif container == "gif":
+        gif = encode(picture(), "GIF")
+        magic_trailer = b"\x01" + bytes(range(255, -1, -1)) + b"\x00"
+        data = gif[:-1] + b"\x21\xff\x0bXMP DataXMP" + packet + magic_trailer + gif[-1:]
+    else:  # an ID3v2.3 PRIV frame, owner "XMP"
+        body = b"XMP\x00" + packet
+        frame = b"PRIV" + struct.pack(">I", len(body)) + b"\x00\x00" + body
+        size = len(frame)
+        syncsafe = bytes((size >> s) & 0x7F for s in (21, 14, 7, 0))
+        data = b"ID3\x03\x00\x00" + syncsafe + frame + b"\xff\xfb\x90\x00" * 100
     facts, problems = xmp.read_xmp(data, extra)
     assert problems == []
     assert [f.digital_source_types for f in facts] == [

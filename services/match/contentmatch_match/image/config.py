@@ -199,6 +199,50 @@ class FineMeasure:
 
 
 @dataclass(frozen=True)
+class MaskedMeasure:
+    """How the masked judge measures (``image.masked``): blocks, overlays, the grade model,
+    the edit undone."""
+
+    blocks: int = 8  # blocks along the overlap's longer side ...
+    min_block_px: int = 6  # ... each at least this many px of the work's finest thumbnail
+    min_pixels: int = 64  # overlap pixels below which there is nothing to judge
+    min_valid: float = 0.6  # share of a block the aligned query must cover for it to count
+    shrink_below: float = 0.8  # query shown smaller than this: shrunk before warping
+    highpass: float = 0.25  # sigma of the ramps removed before comparing, in blocks
+    trim: float = 0.2  # share of a block's pixels left out of its correlation (worst fitting)
+    texture_std: float = 6.0  # high-passed grey std (levels) of an informative work block
+    agree_zncc: float = 0.6  # block correlation from which a block agrees
+    detail_zncc: float = 0.3  # a block's quarter correlating less makes the block differ
+    # Translucent overlays: the work shows through at a share of the copy's own contrast ...
+    show_through_gain: tuple[float, float] = (0.15, 0.85)
+    show_through_zncc: float = 0.3  # ... with the block correlating at least this ...
+    show_through_px: float = 0.35  # ... or this share of its textured pixels agreeing
+    px_sigma: float = 1.0  # Gaussian window (px) of that pixel-by-pixel correlation
+    px_texture: float = 4.0  # local std (grey levels) of a textured work pixel
+    px_agree: float = 0.7  # local correlation from which a pixel agrees
+    px_min_textured: int = 8  # textured pixels a block needs for a pixel-by-pixel share
+    added_std: float = 12.0  # query std (x the copy's contrast) of a block the work lacks ...
+    added_min_gain: float = 0.2  # ... with that contrast taken as at least this
+    band_rows: float = 0.3  # share of the height from the top or bottom a band may lie in
+    band_min_bad: float = 0.5  # share of a band row's informative blocks that differ
+    coloured: float = 12.0  # Cb/Cr magnitude from which a pixel counts as coloured
+    min_coloured_px: int = 8  # coloured pixels the grade model needs
+    colour_off: float = 30.0  # Cb/Cr distance from the grade model that counts a pixel off
+    ridge: float = 0.05  # pull of the grade model towards no change, per coloured pixel ...
+    ridge_levels: float = 30.0  # ... in units of this many Cb/Cr levels
+    grade_refit_keep: float = 0.75  # share of pixels the grade is refitted on (overlay out)
+    gain_field_samples: int = 4000  # pixels the smooth gain/offset field is fitted on ...
+    min_field_px: int = 50  # ... at least this many
+    field_refit_keep: float = 0.8  # ... refitted on the best-fitting share
+    min_field_gain: float = 0.05  # a gain field this low anywhere is no grade (inverted)
+    tone_bins: int = 16  # bands of the work's grey levels of the grade's tone curve ...
+    tone_min_pixels: int = 12  # ... each needing this many pixels to have a say
+    tone_slope: tuple[float, float] = (0.2, 5.0)  # slopes the curve may have between bands
+    overlay_grow_grey: float = 40.0  # grey levels from the work of a px an overlay grows over
+    overlay_grow_px: int = 3  # ... at most this many px (of the work's finest thumbnail) far
+
+
+@dataclass(frozen=True)
 class MaskedLimits:
     """What the masked judge (``masked``) needs to see to accept."""
 
@@ -240,6 +284,8 @@ class HomographyParams:
     """The homography an ORB candidate may be aligned by instead (``homography``)."""
 
     ransac_px: float = 6.0  # reprojection threshold, px of the work's ORB copy (<= 640 px)
+    ransac_iters: int = 2000
+    ransac_confidence: float = 0.995
     min_inliers: int = 12  # distinct inliers (both sides) a homography needs
     seed_px: float = 30.0  # px from a similarity's prediction within which votes are kept
     max_keystone: float = 1.8  # ratio of opposite sides' lengths (a 15 degree tilt: ~1.3)
@@ -268,6 +314,7 @@ class ImageMatchConfig:
     dense_measure: DenseMeasure = field(default_factory=DenseMeasure)
     fine_measure: FineMeasure = field(default_factory=FineMeasure)
     masked: MaskedRules = field(default_factory=MaskedRules)
+    masked_measure: MaskedMeasure = field(default_factory=MaskedMeasure)
     homography: HomographyParams = field(default_factory=HomographyParams)
     tables: TableParams = field(default_factory=TableParams)
 

@@ -61,8 +61,8 @@ def fit_homography(
         dst.reshape(-1, 1, 2).astype(np.float32),
         cv2.RANSAC,
         hp.ransac_px,
-        maxIters=2000,
-        confidence=0.995,
+        maxIters=hp.ransac_iters,
+        confidence=hp.ransac_confidence,
     )
     if H is None or mask is None:
         return None

@@ -185,7 +185,7 @@ class MaskedJudge:
         if checks.can_measure and self.colour.colour_added(checks.dense):
             return Judgment(self.name, False, "colour_added")
         mr = self.cfg.masked
-        m = masked_check(checks.work, cand.query, transform)
+        m = masked_check(checks.work, cand.query, transform, self.cfg.masked_measure)
         checks.cache[self.name] = m
         ev: dict[str, object] = {**m.as_evidence(), "verified": "masked"}
         if self.zoom and m.overlap < mr.limits.min_overlap:

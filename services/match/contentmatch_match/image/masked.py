@@ -18,9 +18,9 @@ tolerating them one by one:
   watermark, a logo at partial opacity: the work still shows through, at reduced contrast)
   or opaque bands along the top or bottom (meme captions: most of the row differs). A
   sibling differs inside the drawing's own structure: a block in the middle that neither
-  shows the work through nor belongs to a band. At most ``MAX_UNEXPLAINED`` of the
+  shows the work through nor belongs to a band. At most ``max_unexplained`` of the
   informative blocks may be such blocks, and the agreeing blocks must hold
-  ``MIN_AGREE_SHARE`` of the informative ones.
+  ``min_agree_share`` of the informative ones.
 * **Colour by a global grade model.** A grade moves every colour by one smooth rule: a cast
   (an offset of Cb/Cr), a saturation gain, a small hue turn, and split toning (a cast that
   depends on the grey level). That model is fitted on the agreeing blocks; the share of
@@ -30,7 +30,8 @@ tolerating them one by one:
 
 The judge sees the alignment as a 3 x 3 homography (query thumbnail px -> work thumbnail px),
 so perspective copies are judged in the work's frame as they are. Acceptance limits:
-``config.MaskedRules``; the measurement's own constants are below.
+``config.MaskedRules``; how it measures (block size, correlations, bands, the grade model):
+``config.MaskedMeasure``.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from contentmatch_match.image.config import DEFAULT, MaskedLimits
+from contentmatch_match.image.config import DEFAULT, MaskedLimits, MaskedMeasure
 
 
 class Thumb(Protocol):
@@ -76,28 +77,6 @@ def local_zncc(
     vb = np.maximum(mean(b * b) - mb * mb, 0)
     sa, sb = np.sqrt(va), np.sqrt(vb)
     return (mean(a * b) - ma * mb) / (sa * sb + 1.0), sa, sb
-
-
-BLOCKS = 8  # blocks along the overlap's longer side
-MIN_BLOCK_PX = 6  # ... each at least this many px of the work's thumbnail
-HIGHPASS = 0.25  # sigma of the ramps removed before comparing, in blocks
-TRIM = 0.2  # share of a block's pixels left out of its correlation (worst fitting)
-MIN_VALID = 0.6  # share of a block the aligned query must cover for it to count
-TEXTURE_STD = 6.0  # high-passed grey std (levels) of an informative work block
-AGREE_ZNCC = 0.6  # block correlation from which a block agrees
-DETAIL_ZNCC = 0.3  # a block's quarter correlating less than this makes the block differ
-SHOW_THROUGH_ZNCC = 0.3  # ... from which the work shows through a translucent overlay
-SHOW_THROUGH_PX = 0.35  # ... or this share of its textured pixels agree one by one
-PX_SIGMA = 1.0  # Gaussian window (px of the work's finest thumbnail) of that pixel correlation
-PX_TEXTURE = 4.0  # local std (grey levels) of a textured work pixel
-PX_AGREE = 0.7  # local correlation from which a pixel agrees
-SHOW_THROUGH_GAIN = (0.15, 0.85)  # contrast left under a translucent overlay (of the copy's)
-ADDED_STD = 2 * TEXTURE_STD  # query std (of the copy's contrast) of a block the work lacks
-BAND_ROWS = 0.3  # share of the height from the top or bottom in which a band may lie
-BAND_MIN_BAD = 0.5  # share of a band row's informative blocks that differ
-COLOURED = 12.0  # Cb/Cr magnitude from which a pixel counts as coloured
-COLOUR_OFF = 30.0  # Cb/Cr distance from the grade model that counts a pixel as off
-RIDGE = 0.05  # pull of the grade model towards no change, per coloured pixel
 
 
 @dataclass(frozen=True)
@@ -179,13 +158,15 @@ def _local_scale(H: np.ndarray, x: float, y: float) -> float:
     return float(math.sqrt(abs(np.linalg.det(J))))
 
 
-def warp_query(query: np.ndarray, H: np.ndarray, ww: int, wh: int) -> tuple[np.ndarray, np.ndarray]:
+def warp_query(
+    query: np.ndarray, H: np.ndarray, ww: int, wh: int, mm: MaskedMeasure = DEFAULT.masked_measure
+) -> tuple[np.ndarray, np.ndarray]:
     """The query warped into the work's frame, and the mask of what it covers. A query shown
     smaller than it is (a canvas, a perspective photo with background) is shrunk first."""
     qh, qw = query.shape[:2]
     s = _local_scale(H, qw / 2, qh / 2)
     q = query.astype(np.float32)
-    if s < 0.8:
+    if s < mm.shrink_below:
         nw, nh = max(8, round(qw * s)), max(8, round(qh * s))
         q = cv2.resize(q, (nw, nh), interpolation=cv2.INTER_AREA)
         H = H @ np.diag([qw / nw, qh / nh, 1.0])
@@ -216,12 +197,12 @@ class _Blocks:
     informative: np.ndarray  # bool
     rows: np.ndarray  # block row index of each block
     row_count: int
-    edge_rows: int  # block rows from the top (or bottom) centred within BAND_ROWS
+    edge_rows: int  # block rows from the top (or bottom) centred within band_rows
     slices: list[tuple[slice, slice]]
 
 
-def _trimmed_zncc(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
-    """(correlation, slope b ~ a, std of b) of one block, with the ``TRIM`` share of pixels
+def _trimmed_zncc(a: np.ndarray, b: np.ndarray, mm: MaskedMeasure) -> tuple[float, float, float]:
+    """(correlation, slope b ~ a, std of b) of one block, with the ``trim`` share of pixels
     that fit a gain/offset worst left out: an overlay's edge reaching into a block that the
     work otherwise fills does not make it differ."""
     sa, sb = float(a.std()), float(b.std())
@@ -230,46 +211,46 @@ def _trimmed_zncc(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     ac, bc = a - a.mean(), b - b.mean()
     g = float((ac * bc).mean()) / (sa * sa)
     res = np.abs(bc - g * ac)
-    keep = res <= np.quantile(res, 1 - TRIM)
+    keep = res <= np.quantile(res, 1 - mm.trim)
     a2, b2 = a[keep], b[keep]
     s2a, s2b = float(a2.std()), float(b2.std())
     cov = float(((a2 - a2.mean()) * (b2 - b2.mean())).mean())
     return cov / (s2a * s2b + 1e-6), cov / (s2a * s2a + 1e-6), sb
 
 
-def _worst_quarter(hw: np.ndarray, hq: np.ndarray, m: np.ndarray) -> float:
+def _worst_quarter(hw: np.ndarray, hq: np.ndarray, m: np.ndarray, mm: MaskedMeasure) -> float:
     """The lowest correlation of a block's informative quarters, where it is below
-    ``DETAIL_ZNCC`` (a small symbol that differs inside a block whose larger structure, a
+    ``detail_zncc`` (a small symbol that differs inside a block whose larger structure, a
     disc's edge, agrees); 1.0 otherwise."""
     h, w = m.shape
     worst = 1.0
     for ys in (slice(0, h // 2), slice(h // 2, h)):
         for xs in (slice(0, w // 2), slice(w // 2, w)):
             mq = m[ys, xs]
-            if mq.size == 0 or mq.mean() < MIN_VALID:
+            if mq.size == 0 or mq.mean() < mm.min_valid:
                 continue
             a, b = hw[ys, xs][mq], hq[ys, xs][mq]
-            if a.std() < TEXTURE_STD:
+            if a.std() < mm.texture_std:
                 continue
-            z = _trimmed_zncc(a, b)[0]
-            if z < DETAIL_ZNCC:
+            z = _trimmed_zncc(a, b, mm)[0]
+            if z < mm.detail_zncc:
                 worst = min(worst, z)
     return worst
 
 
-def _blocks(w: np.ndarray, q: np.ndarray, mask: np.ndarray) -> _Blocks | None:
+def _blocks(w: np.ndarray, q: np.ndarray, mask: np.ndarray, mm: MaskedMeasure) -> _Blocks | None:
     ys, xs = np.nonzero(mask)
-    if len(ys) < 64:
+    if len(ys) < mm.min_pixels:
         return None
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    side = max(MIN_BLOCK_PX, round(max(y1 - y0, x1 - x0) / BLOCKS))
-    hw = _highpass(w, mask, HIGHPASS * side * 2)
-    hq = _highpass(q, mask, HIGHPASS * side * 2)
+    side = max(mm.min_block_px, round(max(y1 - y0, x1 - x0) / mm.blocks))
+    hw = _highpass(w, mask, mm.highpass * side * 2)
+    hq = _highpass(q, mask, mm.highpass * side * 2)
     ny, nx = max(1, round((y1 - y0) / side)), max(1, round((x1 - x0) / side))
     ey = np.linspace(y0, y1, ny + 1).round().astype(int)
     ex = np.linspace(x0, x1, nx + 1).round().astype(int)
-    zmap, sw, sq = local_zncc(hw, hq, mask, PX_SIGMA)
-    textured = mask & (sw >= PX_TEXTURE)
+    zmap, sw, sq = local_zncc(hw, hq, mask, mm.px_sigma)
+    textured = mask & (sw >= mm.px_texture)
     zn, gain, qstd, inf, rows, slices = [], [], [], [], [], []
     px_agree, contrast = [], []
     for r in range(ny):
@@ -279,11 +260,15 @@ def _blocks(w: np.ndarray, q: np.ndarray, mask: np.ndarray) -> _Blocks | None:
             rows.append(r)
             slices.append(sl)
             t = textured[sl]
-            agreeing = t & (zmap[sl] >= PX_AGREE)
-            px_agree.append(float(agreeing.sum() / t.sum()) if t.sum() >= 8 else math.nan)
+            agreeing = t & (zmap[sl] >= mm.px_agree)
+            px_agree.append(
+                float(agreeing.sum() / t.sum()) if t.sum() >= mm.px_min_textured else math.nan
+            )
             ratio = sq[sl][agreeing] / np.maximum(sw[sl][agreeing], 1e-3)
-            contrast.append(float(np.median(ratio)) if len(ratio) >= 4 else math.nan)
-            if m.size == 0 or m.mean() < MIN_VALID:
+            contrast.append(
+                float(np.median(ratio)) if len(ratio) >= mm.px_min_textured // 2 else math.nan
+            )
+            if m.size == 0 or m.mean() < mm.min_valid:
                 zn.append(math.nan)
                 gain.append(math.nan)
                 qstd.append(0.0)
@@ -291,12 +276,14 @@ def _blocks(w: np.ndarray, q: np.ndarray, mask: np.ndarray) -> _Blocks | None:
                 continue
             a, b = hw[sl][m], hq[sl][m]
             sa = float(a.std())
-            z, g, sb = _trimmed_zncc(a, b)
-            inf.append(sa >= TEXTURE_STD)
-            zn.append(min(z, _worst_quarter(hw[sl], hq[sl], m)) if sa >= TEXTURE_STD else math.nan)
+            z, g, sb = _trimmed_zncc(a, b, mm)
+            inf.append(sa >= mm.texture_std)
+            zn.append(
+                min(z, _worst_quarter(hw[sl], hq[sl], m, mm)) if sa >= mm.texture_std else math.nan
+            )
             gain.append(g)
             qstd.append(sb)
-    band_px = BAND_ROWS * (y1 - y0)
+    band_px = mm.band_rows * (y1 - y0)
     edge_rows = int(np.sum((ey[:-1] + ey[1:]) / 2 - y0 < band_px))
     return _Blocks(
         np.array(zn),
@@ -312,16 +299,16 @@ def _blocks(w: np.ndarray, q: np.ndarray, mask: np.ndarray) -> _Blocks | None:
     )
 
 
-def _band_rows(b: _Blocks, differs: np.ndarray) -> np.ndarray:
+def _band_rows(b: _Blocks, differs: np.ndarray, mm: MaskedMeasure) -> np.ndarray:
     """Bool per block: it lies in a top or bottom band, a run of block rows from the edge
-    (within ``BAND_ROWS`` of the height) in which most informative blocks differ."""
+    (within ``band_rows`` of the height) in which most informative blocks differ."""
     limit = max(1, b.edge_rows)
     bad = np.zeros(b.row_count, bool)
     for r in range(b.row_count):
         sel = b.informative & (b.rows == r)
         # A row without informative work blocks (a margin the band covers) neither starts
         # nor breaks a band.
-        bad[r] = not sel.any() or differs[sel].mean() >= BAND_MIN_BAD
+        bad[r] = not sel.any() or differs[sel].mean() >= mm.band_min_bad
     band = np.zeros(b.row_count, bool)
     for order in (range(b.row_count), range(b.row_count - 1, -1, -1)):
         run = []
@@ -357,15 +344,23 @@ class GradeFit:
 NO_COLOUR = GradeFit(math.nan, math.nan, math.nan)
 
 
-def fit_grade(wc: np.ndarray, qc: np.ndarray, wy: np.ndarray, keep: np.ndarray) -> GradeFit:
+def fit_grade(
+    wc: np.ndarray,
+    qc: np.ndarray,
+    wy: np.ndarray,
+    keep: np.ndarray,
+    mm: MaskedMeasure = DEFAULT.masked_measure,
+) -> GradeFit:
     """Fit ``q = s R(turn) w + cast + tone * (Y - 128)`` on the kept pixels (Cb/Cr - 128,
     h x w x 2 each; Y the work's grey at that size) and return the share of coloured pixels
-    it leaves more than ``COLOUR_OFF`` away, with the fitted turn and saturation gain."""
+    it leaves more than ``colour_off`` away, with the fitted turn and saturation gain."""
     w = wc[keep].astype(np.float64)
     q = qc[keep].astype(np.float64)
     y = (wy[keep].astype(np.float64) - 128.0) / 128.0
-    coloured = (np.hypot(w[:, 0], w[:, 1]) > COLOURED) | (np.hypot(q[:, 0], q[:, 1]) > COLOURED)
-    if coloured.sum() < 8:
+    coloured = (np.hypot(w[:, 0], w[:, 1]) > mm.coloured) | (
+        np.hypot(q[:, 0], q[:, 1]) > mm.coloured
+    )
+    if coloured.sum() < mm.min_coloured_px:
         return NO_COLOUR
     w, q, y = w[coloured], q[coloured], y[coloured]
     n = len(w)
@@ -374,7 +369,9 @@ def fit_grade(wc: np.ndarray, qc: np.ndarray, wy: np.ndarray, keep: np.ndarray) 
     rows_y = np.column_stack([w[:, 1], w[:, 0], np.zeros(n), np.ones(n), np.zeros(n), y])
     A = np.vstack([rows_x, rows_y])
     t = np.concatenate([q[:, 0], q[:, 1]])
-    lam = math.sqrt(RIDGE * n) * 30.0  # in Cb/Cr levels: a grey work leaves a, b to the pull
+    lam = (
+        math.sqrt(mm.ridge * n) * mm.ridge_levels
+    )  # in Cb/Cr levels: a grey work leaves a, b to the pull
     prior = np.zeros((2, 6))
     prior[0, 0] = prior[1, 1] = lam
     A_all = np.vstack([A, prior])
@@ -384,32 +381,34 @@ def fit_grade(wc: np.ndarray, qc: np.ndarray, wy: np.ndarray, keep: np.ndarray) 
         sol, *_ = np.linalg.lstsq(A_all * weight[:, None], t_all * weight, rcond=None)
         res = (A @ sol - t).reshape(2, n)
         err = np.hypot(res[0], res[1])
-        cut = np.quantile(err, 0.75)
+        cut = np.quantile(err, mm.grade_refit_keep)
         weight[: 2 * n] = np.tile((err <= cut).astype(float), 2)
     a, b = sol[0], sol[1]
     return GradeFit(
-        float((err > COLOUR_OFF).mean()),
+        float((err > mm.colour_off).mean()),
         float(math.degrees(math.atan2(b, a))),
         float(math.hypot(a, b)),
         sol,
     )
 
 
-def masked_check(work: Thumb, query: Thumb, H: np.ndarray) -> MaskedCheck:
+def masked_check(
+    work: Thumb, query: Thumb, H: np.ndarray, mm: MaskedMeasure = DEFAULT.masked_measure
+) -> MaskedCheck:
     """Judge the query aligned by ``H`` (3 x 3, query thumbnail px -> work dense-thumbnail
     px) block by block, with overlays set aside where they explain the differences."""
     wg = work_grey(work).astype(np.float32)
     wh, ww = wg.shape
     Hf = to_fine(work, H)
-    warped, mask = warp_query(query.grey, Hf, ww, wh)
+    warped, mask = warp_query(query.grey, Hf, ww, wh, mm)
     overlap = float(mask.mean())
-    b = _blocks(wg, warped, mask)
+    b = _blocks(wg, warped, mask, mm)
     if b is None or not b.informative.any():
         return NO_EVIDENCE
     inf = b.informative
     n = int(inf.sum())
     z = np.where(inf, b.zncc, -1.0)
-    agree = inf & (z >= AGREE_ZNCC)
+    agree = inf & (z >= mm.agree_zncc)
     differs = inf & ~agree
     # The copy's own contrast, from the agreeing blocks: a translucent overlay leaves a share.
     copy_gain = float(np.median(b.gain[agree])) if agree.any() else 1.0
@@ -420,28 +419,32 @@ def masked_check(work: Thumb, query: Thumb, H: np.ndarray) -> MaskedCheck:
     copy_contrast = float(np.median(known)) if len(known) else 1.0
     rel_px = np.nan_to_num(b.contrast / max(copy_contrast, 1e-3), nan=0.0)
     through = differs & (
-        ((z >= SHOW_THROUGH_ZNCC) & (rel >= SHOW_THROUGH_GAIN[0]) & (rel <= SHOW_THROUGH_GAIN[1]))
+        (
+            (z >= mm.show_through_zncc)
+            & (rel >= mm.show_through_gain[0])
+            & (rel <= mm.show_through_gain[1])
+        )
         | (
-            (np.nan_to_num(b.px_agree, nan=0.0) >= SHOW_THROUGH_PX)
-            & (rel_px >= SHOW_THROUGH_GAIN[0])
-            & (rel_px <= SHOW_THROUGH_GAIN[1])
+            (np.nan_to_num(b.px_agree, nan=0.0) >= mm.show_through_px)
+            & (rel_px >= mm.show_through_gain[0])
+            & (rel_px <= mm.show_through_gain[1])
         )
     )
-    in_band = _band_rows(b, differs)
+    in_band = _band_rows(b, differs, mm)
     banded = differs & ~through & in_band
     unexplained = differs & ~through & ~banded
     # Texture where the work is plain: an overlay on a blank area, or a sibling's own symbol.
-    added = ~inf & (b.query_std >= ADDED_STD * max(copy_gain, 0.2)) & ~in_band
+    added = ~inf & (b.query_std >= mm.added_std * max(copy_gain, mm.added_min_gain)) & ~in_band
     grade, qcw = NO_COLOUR, None
     if work.chroma is not None and query.chroma is not None and agree.any():
-        grade, qcw = _grade_on(work, query, Hf, wg, b, agree)
+        grade, qcw = _grade_on(work, query, Hf, wg, b, agree, mm)
     restored, align = None, None
     if agree.any():
         fill = np.zeros(wg.shape, bool)
         # A band is set aside whole, also where the work is plain under it.
         for i in np.flatnonzero(through | (in_band & banded.any())):
             fill[b.slices[i]] = True
-        restored, align = _restore(work, wg, warped, mask, b, agree, fill, grade, qcw)
+        restored, align = _restore(work, wg, warped, mask, b, agree, fill, grade, qcw, mm)
     return MaskedCheck(
         informative=n,
         agree=float(agree.sum() / n),
@@ -459,32 +462,26 @@ def masked_check(work: Thumb, query: Thumb, H: np.ndarray) -> MaskedCheck:
     )
 
 
-GAIN_FIELD_SAMPLES = 4000  # pixels the smooth gain/offset field is fitted on
-TONE_BINS = 16  # bands of the work's grey levels of the grade's tone curve
-TONE_MIN_PIXELS = 12  # ... each needing this many pixels to have a say
-TONE_SLOPE = (0.2, 5.0)  # slopes the curve may have between neighbouring bands
-OVERLAY_GROW_GREY = 40.0  # grey levels from the work of a pixel an overlay block grows over
-OVERLAY_GROW_PX = 3  # ... at most this many px (of the work's finest thumbnail) far
-
-
-def untone(w: np.ndarray, q: np.ndarray, keep: np.ndarray) -> np.ndarray:
+def untone(
+    w: np.ndarray, q: np.ndarray, keep: np.ndarray, mm: MaskedMeasure = DEFAULT.masked_measure
+) -> np.ndarray:
     """``q`` with a grade's monotone tone curve (fitted from the work's grey levels to the
     query's on the kept pixels: medians per band of work levels) undone."""
     wv, qv = w[keep], q[keep]
-    if len(wv) < TONE_BINS * TONE_MIN_PIXELS:
+    if len(wv) < mm.tone_bins * mm.tone_min_pixels:
         return q
-    edges = np.linspace(0, 256, TONE_BINS + 1)
+    edges = np.linspace(0, 256, mm.tone_bins + 1)
     xs, ys = [], []
     for lo, hi in itertools.pairwise(edges):
         sel = (wv >= lo) & (wv < hi)
-        if sel.sum() >= TONE_MIN_PIXELS:
+        if sel.sum() >= mm.tone_min_pixels:
             xs.append(float(np.median(wv[sel])))
             ys.append(float(np.median(qv[sel])))
     if len(xs) < 3:
         return q
     xa, ya = np.asarray(xs), np.asarray(ys)
     slopes = np.diff(ya) / np.maximum(np.diff(xa), 1e-3)
-    if slopes.min() < TONE_SLOPE[0] or slopes.max() > TONE_SLOPE[1]:
+    if slopes.min() < mm.tone_slope[0] or slopes.max() > mm.tone_slope[1]:
         # A grade's curve is smooth and monotone: one band of levels jumping (a sibling's
         # symbol in another tone) or a flat stretch is no grade.
         return q
@@ -499,16 +496,16 @@ def _field_terms(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def gain_field(
-    w: np.ndarray, q: np.ndarray, keep: np.ndarray
+    w: np.ndarray, q: np.ndarray, keep: np.ndarray, mm: MaskedMeasure = DEFAULT.masked_measure
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Fit ``q = G(x, y) w + C(x, y)`` with G and C quadratic over the picture (a vignette,
     a graduated filter, uneven light on a print) on the kept pixels; (G, C) maps or None."""
     h, wd = w.shape
     ys, xs = np.nonzero(keep)
-    if len(ys) < 50:
+    if len(ys) < mm.min_field_px:
         return None
-    if len(ys) > GAIN_FIELD_SAMPLES:
-        pick = np.linspace(0, len(ys) - 1, GAIN_FIELD_SAMPLES).astype(int)
+    if len(ys) > mm.gain_field_samples:
+        pick = np.linspace(0, len(ys) - 1, mm.gain_field_samples).astype(int)
         ys, xs = ys[pick], xs[pick]
     x, y = xs / max(wd - 1, 1) * 2 - 1, ys / max(h - 1, 1) * 2 - 1
     t = _field_terms(x, y)
@@ -518,7 +515,7 @@ def gain_field(
     for _ in range(2):  # refit once without the worst fifth (what no smooth field explains)
         sol, *_ = np.linalg.lstsq(A[use], qv[use], rcond=None)
         err = np.abs(A @ sol - qv)
-        use = err <= np.quantile(err, 0.8)
+        use = err <= np.quantile(err, mm.field_refit_keep)
     yy, xx = np.mgrid[0:h, 0:wd]
     full = _field_terms((xx / max(wd - 1, 1) * 2 - 1).ravel(), (yy / max(h - 1, 1) * 2 - 1).ravel())
     G = (full @ sol[:6]).reshape(h, wd)
@@ -536,23 +533,24 @@ def _restore(
     fill: np.ndarray,
     grade: GradeFit,
     qcw: np.ndarray | None,
+    mm: MaskedMeasure,
 ) -> tuple[tuple[np.ndarray, np.ndarray | None] | None, np.ndarray | None]:
     keep = np.zeros(wg.shape, bool)
     for i in np.flatnonzero(agree):
         keep[b.slices[i]] = True
     keep &= mask
-    fitted = gain_field(wg, warped, keep)
+    fitted = gain_field(wg, warped, keep, mm)
     if fitted is None:
         return None, None
     G, C = fitted
-    if float(G[keep].min(initial=1.0)) <= 0.05:
+    if float(G[keep].min(initial=1.0)) <= mm.min_field_gain:
         return None, None  # an inverted or flattened picture is no grade
-    q = untone(wg, (warped - C) / G, keep)
+    q = untone(wg, (warped - C) / G, keep, mm)
     # An overlay's edge reaches past the blocks set aside: grow them over what differs
     # plainly from the work next to them.
-    far = np.abs(q - wg) > OVERLAY_GROW_GREY
+    far = np.abs(q - wg) > mm.overlay_grow_grey
     grown = fill.copy()
-    for _ in range(OVERLAY_GROW_PX):
+    for _ in range(mm.overlay_grow_px):
         grown |= cv2.dilate(grown.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & far
     q = np.where(grown | ~mask, wg, q)
     ys, xs = np.nonzero(mask)
@@ -579,7 +577,13 @@ def _restore(
 
 
 def _grade_on(
-    work: Thumb, query: Thumb, Hf: np.ndarray, wg: np.ndarray, b: _Blocks, agree: np.ndarray
+    work: Thumb,
+    query: Thumb,
+    Hf: np.ndarray,
+    wg: np.ndarray,
+    b: _Blocks,
+    agree: np.ndarray,
+    mm: MaskedMeasure,
 ) -> tuple[GradeFit, np.ndarray]:
     """The grade model fitted at the work's chroma resolution, on the agreeing blocks."""
     wc = work.chroma.astype(np.float32) - 128.0
@@ -601,4 +605,4 @@ def _grade_on(
     covered = cv2.warpPerspective(np.ones(qc.shape[:2], np.float32), Hc, (cw, ch)) > 0.99
     wy = cv2.resize(wg, (cw, ch), interpolation=cv2.INTER_AREA)
     qcw = np.dstack(planes)
-    return fit_grade(wc, qcw, wy, keep & covered), qcw
+    return fit_grade(wc, qcw, wy, keep & covered, mm), qcw

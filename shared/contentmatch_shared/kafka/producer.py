@@ -26,7 +26,9 @@ class EventProducer:
         self._service = service
         self._producer = new_producer(
             settings,
-            compression_type="gzip",
+            # lz4 (through cramjam): a small fraction of the CPU of gzip (aiokafka's is level 9)
+            # in every producer and in the broker (docs/throughput.md).
+            compression_type="lz4",
             max_request_size=MAX_RECORD_BYTES,
             linger_ms=5,
         )

@@ -13,9 +13,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from contentmatch_delivery.signing import SIGNATURE_HEADER, SignatureError, verify
 from contentmatch_shared.client import ContentMatchClient, Endpoints
 from tests.fixtures import audio
 from tests.fixtures.images import make_image, to_bytes, transform_bytes
+from tests.support.webhook_receiver import WebhookReceiver
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,6 +42,7 @@ def _endpoints() -> Endpoints:
     return Endpoints(
         ingest=f"http://127.0.0.1:{os.environ.get('CM_INGEST_PORT', '8081')}",
         report=f"http://127.0.0.1:{os.environ.get('CM_REPORT_PORT', '8084')}",
+        delivery=f"http://127.0.0.1:{os.environ.get('CM_DELIVERY_PORT', '8085')}",
     )
 
 
@@ -64,6 +67,12 @@ def main() -> None:
     enforcement = ContentMatchClient(
         operator.create_key("enforcement", "northwind-records"), endpoints
     )
+
+    # The platform's verdicts are pushed to a receiver on this machine (make up allows loopback).
+    receiver = WebhookReceiver(0).start()
+    for old in platform.webhooks():  # a previous demo's
+        platform.delete_webhook(old["webhook_id"])
+    hook = platform.create_webhook(f"{receiver.url}/streamtube", description="make demo")
 
     print("== Registering works")
     works: dict[str, str] = {}
@@ -175,6 +184,28 @@ def main() -> None:
     print(f"  HTML: {endpoints.report}/v1/reports/<report_id>?format=html")
     listed = enforcement.reports(kind="enforcement")["reports"]
     print(f"  northwind-records' enforcement key sees {len(listed)} enforcement report(s)")
+    print("\n== Webhooks (pushed to the platform, no polling)")
+    receiver.wait_for(
+        "/streamtube",
+        lambda got: sum(r.json()["type"] == "upload.verdict" for r in got) >= len(uploads),
+        timeout_s=30,
+    )
+    time.sleep(1.0)  # the last reports' deliveries
+    received = receiver.at("/streamtube")
+    receiver.stop()
+    try:
+        for request in received:
+            verify(request.headers.get(SIGNATURE_HEADER), request.body, hook["secret"])
+        signed = "every signature verified"
+    except SignatureError as exc:
+        signed = f"SIGNATURE FAILED: {exc}"
+    kinds = [r.json()["type"] for r in received]
+    print(
+        f"  {kinds.count('upload.verdict')} verdicts and {kinds.count('report.created')} report "
+        f"notices POSTed to {receiver.url}/streamtube; {signed}"
+    )
+    print(f"  delivery log: {endpoints.delivery}/v1/webhooks/{hook['webhook_id']}/deliveries")
+    print("  (the next demo run deletes this webhook; its receiver stopped with this run)")
     print(f"  operator key: {operator._http.headers['Authorization'].split()[1]}")
     print(f"\nDemo finished in {time.monotonic() - started:.1f} s. Stop the stack with: make down")
 

@@ -66,3 +66,26 @@ async def test_a_closed_port_is_a_connection_error() -> None:
     finally:
         await poster.close()
     assert result.outcome == "connection_error"
+
+
+async def test_the_next_checked_address_is_tried_when_one_refuses(
+    receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ipaddress
+
+    from contentmatch_delivery import targets
+
+    async def two_addresses(host: str, port: int) -> tuple[targets.IPAddress, ...]:
+        assert host == "receiver.test"
+        # Nothing listens on 127.0.0.2; the receiver is on 127.0.0.1.
+        return (ipaddress.ip_address("127.0.0.2"), ipaddress.ip_address("127.0.0.1"))
+
+    monkeypatch.setattr(targets, "resolve", two_addresses)
+    poster = WebhookPoster(Settings(webhook_allow_private_urls=True))
+    try:
+        result = await poster.post(f"http://receiver.test:{receiver.port}/hook", b"{}", {})
+    finally:
+        await poster.close()
+    assert result.delivered, result
+    (got,) = receiver.at("/hook")
+    assert got.headers["Host"] == f"receiver.test:{receiver.port}"

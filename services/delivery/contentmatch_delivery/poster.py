@@ -22,6 +22,7 @@ from contentmatch_shared import metrics
 from contentmatch_shared.settings import Settings
 
 _EXCERPT_BYTES = 1024
+_MAX_ADDRESSES = 4  # addresses of one host tried per attempt
 USER_AGENT = "contentmatch-webhooks/1"
 # httpx logs every request with its full URL at INFO: the delivery log and metrics say enough.
 logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -81,8 +82,6 @@ class WebhookPoster:
             return AttemptResult(
                 "deferred", error=f"receiver timed out recently; paused for {paused:.0f} s more"
             )
-        address = target.addresses[0]
-        pinned = httpx.URL(url).copy_with(host=str(address))
         default_port = 443 if target.scheme == "https" else 80
         host_header = f"[{target.host}]" if ":" in target.host else target.host
         if target.port != default_port:
@@ -92,19 +91,20 @@ class WebhookPoster:
         async with self._slot(receiver):
             try:
                 async with asyncio.timeout(self._settings.webhook_timeout_s):
-                    async with self._client.stream(
-                        "POST",
-                        pinned,
-                        content=body,
-                        headers={**headers, "Host": host_header},
-                        extensions=extensions,
-                    ) as response:
-                        excerpt = b""
-                        async for chunk in response.aiter_bytes():
-                            excerpt += chunk
-                            if len(excerpt) >= _EXCERPT_BYTES:
-                                break
-                        status = response.status_code
+                    # Every checked address in turn while none accepts the connection (a host
+                    # with an IPv6 address this network cannot reach, say); one deadline for all.
+                    for index, address in enumerate(target.addresses[:_MAX_ADDRESSES]):
+                        try:
+                            status, excerpt = await self._send(
+                                httpx.URL(url).copy_with(host=str(address)),
+                                body,
+                                {**headers, "Host": host_header},
+                                extensions,
+                            )
+                            break
+                        except httpx.ConnectError:
+                            if index + 1 >= min(len(target.addresses), _MAX_ADDRESSES):
+                                raise
             except (TimeoutError, httpx.TimeoutException):
                 self._paused_until[receiver] = (
                     time.monotonic() + self._settings.webhook_receiver_pause_s
@@ -134,6 +134,20 @@ class WebhookPoster:
         return AttemptResult(
             "http_error", status, error=why, duration_ms=_ms(started), response_excerpt=text or None
         )
+
+    async def _send(
+        self, pinned: httpx.URL, body: bytes, headers: dict[str, str], extensions: dict[str, str]
+    ) -> tuple[int, bytes]:
+        """POST to one address: the status and the first bytes of the answer."""
+        async with self._client.stream(
+            "POST", pinned, content=body, headers=headers, extensions=extensions
+        ) as response:
+            excerpt = b""
+            async for chunk in response.aiter_bytes():
+                excerpt += chunk
+                if len(excerpt) >= _EXCERPT_BYTES:
+                    break
+            return response.status_code, excerpt
 
 
 def _ms(started: float) -> float:

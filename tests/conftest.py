@@ -43,6 +43,21 @@ def settings(infra: TestInfra) -> Settings:
     return infra.settings("admin")
 
 
+def c2pa_anchor(state_dir: Path) -> Path:
+    from tests.fixtures.c2pa_media import saved_chain
+
+    saved_chain(state_dir / "c2pa")
+    return state_dir / "c2pa" / "root.pem"
+
+
+@pytest.fixture(scope="session")
+def c2pa_chain(infra: TestInfra) -> object:
+    """The chain whose root the e2e stack trusts as the operator's own anchor."""
+    from tests.fixtures.c2pa_media import saved_chain
+
+    return saved_chain(infra.state_dir / "c2pa")
+
+
 @pytest.fixture(scope="session")
 def stack(infra: TestInfra) -> Iterator[Stack]:
     """The four services as processes against the test infrastructure."""
@@ -50,6 +65,8 @@ def stack(infra: TestInfra) -> Iterator[Stack]:
         infra=infra,
         admin_key="cm_admin_" + secrets.token_urlsafe(16),
         base_port=int(os.environ.get("CM_TEST_BASE_PORT", "18080")),
+        # C2PA: the stack trusts a test root made now (tests sign with its chain).
+        env_overrides={"CM_C2PA_EXTRA_TRUST_ANCHORS_FILE": str(c2pa_anchor(infra.state_dir))},
     )
     running.start()
     try:

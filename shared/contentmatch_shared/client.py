@@ -130,9 +130,16 @@ class ContentMatchClient:
         def done(u: dict[str, Any]) -> bool:
             if u["status"] == "unknown":
                 return False
-            if u["status"] in ("no_match", "failed"):
+            if u["status"] == "failed":
                 return True
-            return u["status"] == "matched" and len(u.get("reports", [])) >= len(u["matches"])
+            expected = len(u["matches"])
+            # An upload declaring AI generation, with no registered AI output among its
+            # matches, also gets an attribution report from its own provenance.
+            if (u.get("provenance") or {}).get("ai_generated") and not any(
+                m["kind"] == "ai_output" for m in u["matches"]
+            ):
+                expected += 1
+            return u["status"] in ("matched", "no_match") and len(u.get("reports", [])) >= expected
 
         def fetch() -> dict[str, Any]:
             try:

@@ -126,6 +126,10 @@ class Settings(BaseSettings):
     audio_max_channels: int = 8
     audio_max_input_samples: int = 3_000_000_000  # rate x channels x seconds decoded at most
 
+    # Provenance (C2PA): the official and interim trust lists ship in contentmatch_shared/data/c2pa;
+    # a PEM file of the operator's own anchors adds signers reported as trusted (list "operator").
+    c2pa_extra_trust_anchors_file: str = ""
+
     # Match
     registry_catchup_wait_s: float = 10.0  # how long an upload waits for the registry to catch up
 

@@ -74,8 +74,10 @@ def warm_up() -> None:
     from PIL import Image
 
     from contentmatch_fingerprint.signals import audio, image
+    from contentmatch_fingerprint.signals.provenance import c2pa
 
     Image.init()  # every format plugin, not only the first few
     audio._chromaprint_lib()
     image._get_orb()
     image._get_orb(image.ORB_FAST_LOW)
+    c2pa.warm_up()  # the SDK and its trust lists, once per worker

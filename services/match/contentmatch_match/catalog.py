@@ -189,6 +189,7 @@ def _entry_json(e: CatalogEntry) -> dict[str, Any]:
         "m": e.media_type,
         "d": e.metadata.model_dump(mode="json"),
         "o": e.object.model_dump(mode="json"),
+        "p": e.provenance.model_dump(mode="json") if e.provenance else None,
     }
 
 
@@ -199,6 +200,7 @@ def _entry_from_json(j: dict[str, Any]) -> CatalogEntry:
         media_type=j["m"],
         metadata=WorkMetadata.model_validate(j["d"]),
         object=ObjectRef.model_validate(j["o"]),
+        provenance=Provenance.model_validate(j["p"]) if j.get("p") else None,
     )
 
 

@@ -37,6 +37,12 @@ class FingerprintReaderSpec:
     media_types: frozenset[str] = IMAGE_AND_AUDIO
 
 
+def _c2pa(data: bytes, media_type: str) -> list[ProvenanceEvidence]:
+    from contentmatch_fingerprint.signals.provenance.c2pa import read_c2pa
+
+    return read_c2pa(data, media_type)
+
+
 def _xmp(data: bytes, media_type: str) -> list[ProvenanceEvidence]:
     from contentmatch_fingerprint.signals.provenance.metadata import read_xmp
 
@@ -74,6 +80,7 @@ def _watermark(fingerprint: ImageFingerprint | AudioFingerprint) -> list[Provena
 
 
 READERS: list[ReaderSpec] = [
+    ReaderSpec("c2pa", _c2pa),
     ReaderSpec("xmp", _xmp),
     ReaderSpec("png_text", _png_text, frozenset({"image"})),
     ReaderSpec("exif", _exif, frozenset({"image"})),

@@ -5,12 +5,12 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help install up down status clean demo test test-unit test-integration test-e2e test-ops \
         lint format bench bench-image bench-audio bench-pipeline \
-        bench-provenance-meta
+        bench-provenance bench-provenance-meta
 
 help:
 	@echo "make demo | up | down | status | clean | test | test-unit | test-integration | test-e2e"
 	@echo "make test-ops | lint | format | bench | bench-image | bench-audio | bench-pipeline"
-	@echo "make bench-provenance-meta"
+	@echo "make bench-provenance | bench-provenance-meta"
 
 install:
 	@bash scripts/bootstrap.sh
@@ -70,3 +70,6 @@ bench-pipeline: install
 
 bench-provenance-meta: install
 	.venv/bin/python -m bench.provenance_meta_bench $(BENCH_ARGS)
+
+bench-provenance: install
+	.venv/bin/python -m bench.provenance_bench $(BENCH_ARGS)

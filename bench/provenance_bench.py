@@ -5,7 +5,7 @@ and signed with a generated C2PA chain. For each case it prints the median milli
 of the provenance readers alone (no pixel or sample decode: what the extra sandbox job costs),
 of the fingerprint (decode included), and their ratio.
 
-    .venv/bin/python -m bench.provenance_bench [--files 12]
+    make bench-provenance    (BENCH_ARGS="--files 12")
 """
 
 from __future__ import annotations

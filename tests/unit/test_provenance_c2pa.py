@@ -8,7 +8,7 @@ from contentmatch_fingerprint.signals.provenance import ReaderSpec, read_provena
 from contentmatch_fingerprint.signals.provenance.c2pa import TrustLists, read_c2pa
 from contentmatch_shared.provenance import Provenance
 from tests.fixtures import c2pa_media as cm
-from tests.fixtures.audio import make_track, write_wav
+from tests.fixtures.audio import codec_extension, encode, make_track, write_wav
 
 
 @pytest.fixture(scope="module")
@@ -167,3 +167,28 @@ def test_a_capture_is_content_credentials_not_ai(chain: cm.TestChain, operator: 
     [piece] = read_c2pa(photo, "image", operator)
     assert piece.kind == "content_credentials" and piece.strength == "verified"
     assert not Provenance.from_evidence([piece]).ai_generated
+
+
+def test_a_remote_manifest_is_never_fetched(chain: cm.TestChain, operator: TrustLists) -> None:
+    # Port 9 (discard) on loopback: had the SDK tried, the error would name the request.
+    url = "http://127.0.0.1:9/manifest.c2pa"
+    data = cm.remote_only(cm.jpeg(), cm.created_manifest(), chain, url)
+    [piece] = read_c2pa(data, "image", operator)
+    assert piece.strength == "invalid" and piece.details["remote_url"] == url
+    assert "must fetch remote manifests" in piece.details["message"]
+    assert not Provenance.from_evidence([piece]).ai_generated
+
+
+@pytest.mark.parametrize(
+    ("codec", "mime"), [("mp3", "audio/mpeg"), ("flac", "audio/flac"), ("m4a", "audio/mp4")]
+)
+def test_compressed_audio_carries_manifests(
+    codec: str, mime: str, chain: cm.TestChain, operator: TrustLists, tmp_path: object
+) -> None:
+    wav = f"{tmp_path}/track.wav"
+    write_wav(wav, make_track(8702, seconds=2.0))
+    path = encode(wav, f"{tmp_path}/track{codec_extension(codec)}", codec)
+    with open(path, "rb") as fh:
+        signed = cm.sign(fh.read(), mime, cm.created_manifest("SongMaker", "SongMaker AI"), chain)
+    [ai] = [p for p in read_c2pa(signed, "audio", operator) if p.kind == "ai_generated"]
+    assert ai.strength == "verified" and ai.ai_system == "SongMaker AI 1.0"

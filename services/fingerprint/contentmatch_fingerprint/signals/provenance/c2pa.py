@@ -63,6 +63,7 @@ UNTRUSTED_CODE = "signingCredential.untrusted"
 # The bytes every embedded store carries (JUMBF box type, store label): an SDK error on a file
 # holding them is a broken manifest; on a file without them, the SDK could not parse the asset.
 MANIFEST_MARKERS = (b"jumb", b"c2pa")
+REMOTE_PREFIX = "Remote:"  # the SDK's error for a manifest it may not fetch
 MAX_ACTIONS = 12
 MAX_INGREDIENTS = 12
 MAX_CODES = 16
@@ -348,7 +349,7 @@ def _signer(view: ManifestView, level: TrustLevel) -> SignerInfo:
         common_name=subject.get("CN") or info.get("common_name"),
         organization=subject.get("O") or info.get("issuer"),
         issuer=issuer_name,
-        algorithm=info.get("alg") or (view.certificate and None),
+        algorithm=info.get("alg"),
         trust=level,
         signed_at=info.get("time") if isinstance(info.get("time"), str) else None,
     )
@@ -453,12 +454,20 @@ def evidence_of(
 
 def _broken(exc: c2pa.C2paError) -> ProvenanceEvidence:
     message = str(exc)[:300]
+    details: dict[str, Any] = {"error": type(exc).__name__.lstrip("_"), "message": message}
+    summary = f"C2PA manifest present but unreadable: {message}"
+    if message.startswith(REMOTE_PREFIX):
+        # The file names a manifest stored elsewhere: never fetched (no network at run time),
+        # so nothing in it can be checked.
+        url = message.rsplit(" ", 1)[-1]
+        details["remote_url"] = url
+        summary = f"C2PA manifest stored remotely ({url}), not fetched: it cannot be verified"
     return ProvenanceEvidence(
         source="c2pa",
         kind="content_credentials",
         strength="invalid",
-        summary=f"C2PA manifest present but unreadable: {message}",
-        details={"error": type(exc).__name__.lstrip("_"), "message": message},
+        summary=summary,
+        details=details,
     )
 
 
@@ -482,7 +491,8 @@ def read_c2pa(
     except c2pa.C2paError.ManifestNotFound:
         return []
     except c2pa.C2paError as exc:
-        if not any(marker in data for marker in MANIFEST_MARKERS):
+        remote = str(exc).startswith(REMOTE_PREFIX)
+        if not remote and not any(marker in data for marker in MANIFEST_MARKERS):
             raise  # the SDK could not parse the asset itself: a reader failure, not evidence
         return [_broken(exc)]
     if not store.manifests:

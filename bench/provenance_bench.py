@@ -11,6 +11,7 @@ of the fingerprint (decode included), and their ratio.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import tempfile
 import time
@@ -20,6 +21,9 @@ from pathlib import Path
 from contentmatch_fingerprint import jobs
 from contentmatch_fingerprint.signals.provenance import read_provenance
 from contentmatch_fingerprint.signals.provenance.c2pa import TrustLists, read_c2pa
+from contentmatch_shared.decode_limits import DecodeLimits
+from contentmatch_shared.decode_sandbox import SandboxPool
+from contentmatch_shared.settings import Settings
 from tests.fixtures import c2pa_media as cm
 from tests.fixtures.audio import make_track, write_wav
 from tests.fixtures.images import make_image, to_bytes
@@ -37,6 +41,28 @@ def _median_ms(fn: Callable[[], object], repeat: int = 3) -> float:
 def _per_file(files: list[bytes], fn: Callable[[bytes], object]) -> float:
     fn(files[0])  # warm: contexts, imports
     return statistics.median(_median_ms(lambda d=d: fn(d)) for d in files)
+
+
+async def _in_sandbox(path: Path, media_type: str, runs: int) -> tuple[float, float]:
+    """Median ms of the whole provenance job and of the fingerprint job, each through the
+    service's decoding sandbox (one worker): what the extra job adds per file."""
+    pool = SandboxPool("bench", 1, DecodeLimits.from_settings(Settings()), jobs.warm_up)
+    pool.start()
+    try:
+        limits = pool.limits
+        await pool.run(jobs.read_provenance_file, str(path), media_type, limits)
+        await pool.run(jobs.fingerprint_file, str(path), media_type)
+        prov, fp = [], []
+        for _ in range(runs):
+            started = time.perf_counter()
+            await pool.run(jobs.read_provenance_file, str(path), media_type, limits)
+            prov.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            await pool.run(jobs.fingerprint_file, str(path), media_type)
+            fp.append((time.perf_counter() - started) * 1000)
+        return statistics.median(prov), statistics.median(fp)
+    finally:
+        pool.close()
 
 
 def main() -> None:
@@ -83,6 +109,18 @@ def main() -> None:
                 f"{name:40} {c2pa_ms:8.2f} {readers_ms:15.2f} {fp_ms:15.1f} "
                 f"{readers_ms / fp_ms:20.3f}"
             )
+
+        print("\nthrough the decoding sandbox (one worker): provenance job vs fingerprint job")
+        for name, data, media_type in (
+            ("image jpeg 640x480, no manifest", images[0], "image"),
+            ("image jpeg, C2PA", signed[0], "image"),
+            ("audio wav 30 s, no manifest", tracks[0], "audio"),
+        ):
+            path = Path(tmp) / "sandboxed"
+            path.write_bytes(data)
+            prov_ms, fp_ms = asyncio.run(_in_sandbox(path, media_type, runs=7))
+            print(f"{name:40} provenance job {prov_ms:7.2f} ms   fingerprint job {fp_ms:7.1f} ms"
+                  f"   ratio {prov_ms / fp_ms:.3f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -60,6 +60,13 @@ def test_capture_and_other_source_types_are_no_grounds() -> None:
         assert not provenance.tdm_reservation.reserved
     composite = xmp_packet(digital_source_type="compositeWithTrainedAlgorithmicMedia")
     assert read_provenance(jpeg_with_xmp(composite), "image").ai_generated
+    # An AI system named alone claims generation; beside a capture source type it does not.
+    named = read_provenance(jpeg_with_xmp(xmp_packet(ai_system="Imagen 3")), "image")
+    assert named.ai_generated and named.ai_system == "Imagen 3"
+    tool = read_provenance(jpeg_with_xmp(xmp_packet(creator_tool="Midjourney")), "image")
+    assert tool.ai_system == "Midjourney"
+    upscaled = xmp_packet(digital_source_type="digitalCapture", ai_system="Topaz Photo AI")
+    assert not read_provenance(jpeg_with_xmp(upscaled), "image").ai_generated
 
 
 def test_front_end_records_in_png_and_exif() -> None:

@@ -75,6 +75,9 @@ def test_other_front_ends_and_plain_text() -> None:
     tools = {c.keyword: (c.tool, c.ai_system) for c in generator_claims(texts)}
     assert tools["invokeai_metadata"] == ("InvokeAI", "Stable Diffusion")
     assert tools["Software"] == ("NovelAI", "Stable Diffusion")
+    (dream,) = generator_claims({"Dream": '"a cat" -s 50 -S 1234 -W 512 -H 512'})
+    assert dream.tool == "InvokeAI"
+    assert generator_claims({"Dream": "a dream of a house"}) == []
     swarm = {"sui_image_params": {"model": "OfficialStableDiffusion/sd_xl_base_1.0", "prompt": "p"}}
     (claim,) = generator_claims({"parameters": json.dumps(swarm)})
     assert claim.tool == "SwarmUI"

@@ -26,6 +26,7 @@ MAX_MODELS = 8
 _SETTING = re.compile(
     r'\s*([A-Za-z][\w \-/]{0,40}):\s*("(?:[^"\\]|\\.){0,1000}"|[^,]{0,500})(?:,|$)'
 )
+_DREAM_SEED = re.compile(r"\s-S\s*\d+")  # InvokeAI's legacy "Dream" line: "prompt" -s 50 -S 42
 _NAMING_FIELDS = ("Software", "Source", "Generator", "Creator Tool")
 _MODEL_INPUTS = ("ckpt_name", "unet_name", "model_name", "lora_name")
 
@@ -184,7 +185,7 @@ def generator_claims(texts: dict[str, str]) -> list[GeneratorClaim]:
             claim = _comfy(keyword, text)
         elif keyword in ("invokeai_metadata", "sd-metadata"):
             claim = _invoke(keyword, text)
-        elif keyword == "Dream":
+        elif keyword == "Dream" and _DREAM_SEED.search(text[:MAX_LINE_CHARS]):
             claim = GeneratorClaim(
                 "Stable Diffusion", "InvokeAI", keyword, (), {"prompt": _clip(text)}
             )

@@ -40,12 +40,10 @@ def _xmp_evidence(facts: xmp.XmpFacts) -> list[ProvenanceEvidence]:
         details["creator_tool"] = facts.creator_tools[0]
     if facts.ai_prompts:
         details["prompt"] = facts.ai_prompts[0]
-    claimed = False
     for value in facts.digital_source_types:
         name = xmp.digital_source_type_name(value)
         label = xmp.DIGITAL_SOURCE_TYPES.get(name, "not an IPTC digital source type")
         is_ai = name in xmp.AI_DIGITAL_SOURCE_TYPES
-        claimed |= is_ai
         summary = f"XMP (IPTC): digital source type {name}: {label}"
         if is_ai and ai_system:
             summary += f"; AI system used: {ai_system}"
@@ -60,7 +58,9 @@ def _xmp_evidence(facts: xmp.XmpFacts) -> list[ProvenanceEvidence]:
                 details=details,
             )
         )
-    if not claimed and (facts.ai_systems or tool_generator):
+    # An AI system named without a source type still claims generation; next to a source type
+    # (say digitalCapture, with an AI upscaler named) the source type decides.
+    if not facts.digital_source_types and (facts.ai_systems or tool_generator):
         where = "IPTC AI system used" if facts.ai_systems else "XMP creator tool"
         out.append(
             ProvenanceEvidence(

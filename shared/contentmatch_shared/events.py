@@ -162,6 +162,15 @@ class UploadMatched(BaseModel):
     provenance: Provenance | None = None  # the upload's, as fingerprint read it
 
 
+class UploadPartialMatched(UploadMatched):
+    """One shard's answer for an upload (``match.partials``): its matches, best first, and the
+    works it holds (``registry_size``). The merger joins the ``shards`` answers into one
+    :class:`UploadMatched`."""
+
+    shard: int = Field(ge=0)
+    shards: int = Field(ge=1)
+
+
 class MediaFailed(BaseModel):
     subject: Literal["work", "upload"]
     subject_id: str
@@ -204,6 +213,7 @@ EVENT_PAYLOADS: dict[str, type[BaseModel]] = {
     "work.fingerprinted": WorkFingerprinted,
     "upload.fingerprinted": UploadFingerprinted,
     "upload.matched": UploadMatched,
+    "upload.partial_matched": UploadPartialMatched,
     "media.failed": MediaFailed,
     "report.created": ReportCreated,
     "webhook.delivery_due": WebhookDeliveryDue,

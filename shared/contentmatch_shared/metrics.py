@@ -94,6 +94,38 @@ MATCH_QUERY_SECONDS = Histogram(
     ["media_type"],
     buckets=_LATENCY_BUCKETS,
 )
+SHARD_WORKS = Gauge("cm_shard_works", "Works held by each served shard.", ["shard"])
+SHARD_REPLAYED_RECORDS = Counter(
+    "cm_shard_replayed_records_total",
+    "Registry records applied to a shard since start (after its snapshot, if one was loaded).",
+    ["shard"],
+)
+SNAPSHOTS_WRITTEN = Counter(
+    "cm_index_snapshots_written_total", "Index snapshots stored, by shard.", ["shard"]
+)
+SNAPSHOT_SECONDS = Histogram(
+    "cm_index_snapshot_duration_seconds",
+    "Time to capture and store (write) or fetch and load (restore) one shard's snapshot.",
+    ["operation"],
+    buckets=_LATENCY_BUCKETS,
+)
+SNAPSHOT_BYTES = Gauge("cm_index_snapshot_bytes", "Size of the last snapshot stored.", ["shard"])
+SNAPSHOT_RESTORES = Counter(
+    "cm_index_snapshot_restores_total",
+    "Shard starts by outcome: restored, none (no snapshot yet) or unusable (full replay).",
+    ["outcome"],
+)
+MERGES = Counter(
+    "cm_match_merges_total",
+    "Uploads the merger decided: merged, shard_missing (deadline passed) or late (a shard's "
+    "answer after the decision).",
+    ["outcome"],
+)
+MERGE_WAIT_SECONDS = Histogram(
+    "cm_match_merge_wait_seconds",
+    "From the first shard's answer to the merged verdict.",
+    buckets=_LATENCY_BUCKETS,
+)
 MATCHES = Counter(
     "cm_matches_total",
     "Uploads matched, by work kind of each match, or outcome no_match.",

@@ -132,6 +132,18 @@ class Settings(BaseSettings):
 
     # Match
     registry_catchup_wait_s: float = 10.0  # how long an upload waits for the registry to catch up
+    # Shards (docs/sharding.md): works split by a stable hash of their id; every upload is
+    # searched in every shard and the answers merged. None serves every shard, [] none.
+    match_shards: int = Field(default=1, ge=1, le=1024)
+    match_serve_shards: list[int] | None = None
+    match_merger: bool = True  # run the merger of shard answers in this process (shards > 1)
+    match_merge_deadline_s: float = Field(default=120.0, gt=0)  # then the upload fails
+    # Index snapshots in bucket_state: every N registry records applied to a shard, or every
+    # interval when anything changed; a restart loads the latest and replays what follows.
+    match_snapshots: bool = True
+    match_snapshot_every_records: int = Field(default=5000, ge=1)
+    match_snapshot_interval_s: float = Field(default=600.0, gt=0)
+    match_snapshots_kept: int = Field(default=2, ge=1)
 
     # Reports
     report_signing_key: str = ""  # base64 raw Ed25519 private key; dev key generated when empty
@@ -170,9 +182,21 @@ class Settings(BaseSettings):
                 raise ValueError("CM_WEBHOOK_ALLOW_PRIVATE_URLS is for tests and development")
             if self.webhook_retry_window_s < 24 * 3600:
                 raise ValueError("CM_WEBHOOK_RETRY_WINDOW_S must be at least a day in production")
+        if self.match_serve_shards and not all(
+            0 <= s < self.match_shards for s in self.match_serve_shards
+        ):
+            raise ValueError(
+                f"CM_MATCH_SERVE_SHARDS {self.match_serve_shards} must lie in "
+                f"0..{self.match_shards - 1} (CM_MATCH_SHARDS={self.match_shards})"
+            )
         if self.kafka_security_protocol != "PLAINTEXT" and not self.kafka_username:
             raise ValueError(f"CM_KAFKA_USERNAME must be set with {self.kafka_security_protocol}")
         return self
+
+    def served_shards(self) -> list[int]:
+        if self.match_serve_shards is None:
+            return list(range(self.match_shards))
+        return sorted(set(self.match_serve_shards))
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

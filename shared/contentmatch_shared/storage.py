@@ -12,6 +12,7 @@ import io
 import json
 import os
 from collections.abc import Iterator
+from datetime import datetime
 from typing import IO, Any
 
 import certifi
@@ -196,6 +197,21 @@ class ObjectStore:
             )
             for obj in objects:
                 out.append(obj.object_name)
+                if len(out) >= limit:
+                    break
+            return out
+
+        return await asyncio.to_thread(run)
+
+    async def list_modified(
+        self, bucket: str, prefix: str, *, limit: int = 10_000
+    ) -> list[tuple[str, datetime]]:
+        """Keys under ``prefix`` with when each was last written, at most ``limit``."""
+
+        def run() -> list[tuple[str, datetime]]:
+            out: list[tuple[str, datetime]] = []
+            for obj in self.client.list_objects(bucket, prefix=prefix, recursive=True):
+                out.append((obj.object_name, obj.last_modified))
                 if len(out) >= limit:
                     break
             return out

@@ -72,6 +72,13 @@ MEDIA_FAILED = TopicSpec(
     event_type="media.failed",
     description="A work or upload could not be processed (undecodable, too short...).",
 )
+MATCH_PARTIALS = TopicSpec(
+    name="match.partials",
+    key="upload_id",
+    event_type="upload.partial_matched",
+    description="One shard's matches for an upload; the merger publishes uploads.matched once "
+    "every shard answered (only with CM_MATCH_SHARDS above 1).",
+)
 REPORTS_CREATED = TopicSpec(
     name="reports.created",
     key="upload_id",
@@ -109,6 +116,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     REPORTS_CREATED,
     WEBHOOK_DELIVERIES,
     *WEBHOOK_RETRIES,
+    MATCH_PARTIALS,
 )
 # Consumed topics get a dead-letter topic.
 CONSUMED_TOPICS: tuple[TopicSpec, ...] = (
@@ -121,6 +129,7 @@ CONSUMED_TOPICS: tuple[TopicSpec, ...] = (
     REPORTS_CREATED,
     WEBHOOK_DELIVERIES,
     *WEBHOOK_RETRIES,
+    MATCH_PARTIALS,
 )
 
 

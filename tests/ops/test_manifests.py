@@ -35,7 +35,16 @@ KUBERNETES_VERSION = "1.32.0"
 SERVICES = ("ingest", "fingerprint", "match", "report", "delivery")
 HTTP_SERVICES = ("ingest", "report")  # scaled by HPA on CPU
 PUBLIC_APIS = ("ingest", "report", "delivery")  # reached through the ingress controller
-WORKERS = {"fingerprint": "fingerprint", "match": "match"}  # scaled by KEDA: deployment -> group
+MATCH_SHARDS = 2  # the base's CM_MATCH_SHARDS
+# Scaled by KEDA: deployment -> group (match is the merger; each shard has a group of its own).
+WORKERS = {
+    "fingerprint": "fingerprint",
+    "match": "match-merger",
+    **{
+        f"match-shard-{k}-of-{MATCH_SHARDS}": f"match-shard-{k}-of-{MATCH_SHARDS}"
+        for k in range(MATCH_SHARDS)
+    },
+}
 # Secrets prod expects to exist before it is applied (deploy/README.md); dev generates its own.
 PROD_EXTERNAL_SECRETS = {"contentmatch-secrets", "contentmatch-report-signing"}
 # Custom resources: (apiVersion, kind) -> the committed schema.
@@ -322,6 +331,37 @@ def test_autoscaling_follows_the_design(objs: tuple[dict, ...]) -> None:
     assert pdbs["match"]["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == "match"
 
 
+def test_one_match_deployment_per_shard_and_one_budget_per_pod(objs: tuple[dict, ...]) -> None:
+    deployments = of_kind(objs, "Deployment")
+    assert int(config_map(objs)["CM_MATCH_SHARDS"]) == MATCH_SHARDS
+    served = {}
+    for name, deployment in deployments.items():
+        env = {e["name"]: e.get("value") for e in container(deployment)["env"]}
+        if name == "match" or name.startswith("match-shard-"):
+            assert container(deployment)["args"] == ["serve", "match"]
+            served[name] = (
+                env.get("CM_MATCH_SHARDS"),
+                env["CM_MATCH_SERVE_SHARDS"],
+                env.get("CM_MATCH_MERGER"),
+            )
+    assert served == {
+        "match": (None, "[]", None),
+        **{
+            f"match-shard-{k}-of-{MATCH_SHARDS}": (str(MATCH_SHARDS), f"[{k}]", "false")
+            for k in range(MATCH_SHARDS)
+        },
+    }
+    # A pod under two budgets cannot be evicted at all: each match pod is under exactly one.
+    budgets = of_kind(objs, "PodDisruptionBudget")
+    for name in served:
+        labels = deployments[name]["spec"]["template"]["metadata"]["labels"]
+        under = [
+            b for b, pdb in budgets.items()
+            if pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        ]  # fmt: skip
+        assert under == [name], (name, under)
+
+
 def test_service_monitor_scrapes_every_service(objs: tuple[dict, ...]) -> None:
     (monitor,) = of_kind(objs, "ServiceMonitor").values()
     selector = monitor["spec"]["selector"]["matchLabels"]
@@ -390,10 +430,11 @@ def test_network_policies_allow_only_the_designed_flows(objs: tuple[dict, ...]) 
 
 
 def test_match_keeps_replicas_through_disruptions(objs: tuple[dict, ...], overlay: str) -> None:
-    pdb = of_kind(objs, "PodDisruptionBudget")["match"]["spec"]
-    if overlay == "prod":
-        scaled = of_kind(objs, "ScaledObject")["match"]["spec"]
-        assert 1 <= pdb["minAvailable"] < scaled["minReplicaCount"]
+    for name in ("match", *(f"match-shard-{k}-of-{MATCH_SHARDS}" for k in range(MATCH_SHARDS))):
+        pdb = of_kind(objs, "PodDisruptionBudget")[name]["spec"]
+        if overlay == "prod":
+            scaled = of_kind(objs, "ScaledObject")[name]["spec"]
+            assert 1 <= pdb["minAvailable"] < scaled["minReplicaCount"], name
 
 
 # --- container build ------------------------------------------------------------------------------

@@ -55,6 +55,10 @@ class Stack:
             "CM_REPORT_SIGNING_KEY_FILE": str(state / "keys" / "report-signing.key"),
             "CM_UPLOAD_TOKEN_SECRET_FILE": str(state / "keys" / "upload-token.key"),
             "CM_CONSUMER_RETRY_BACKOFF_S": "0.2",
+            # The suite runs on a sharded match (CM_TEST_MATCH_SHARDS=1: one index) whose
+            # snapshots are written when asked (tests/e2e/test_shards.py), not on a timer.
+            "CM_MATCH_SHARDS": os.environ.get("CM_TEST_MATCH_SHARDS", "2"),
+            "CM_MATCH_SNAPSHOT_INTERVAL_S": "86400",
             **self.env_overrides,
         }
 

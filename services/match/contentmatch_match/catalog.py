@@ -70,6 +70,9 @@ class WorkCatalog:
     def get(self, work_id: str) -> CatalogEntry | None:
         return self._entries.get(work_id)
 
+    def work_ids(self) -> list[str]:
+        return list(self._entries)
+
     def apply(self, work_id: str, event: WorkFingerprinted | None) -> None:
         """Apply one registry record: an entry (insert or replace) or a tombstone (remove)."""
         with self._lock:
@@ -101,7 +104,9 @@ class WorkCatalog:
 
     def search(self, media_type: str, fingerprint: object, limit: int = 10) -> list[Match]:
         hits = self.indexes[media_type].search(fingerprint, limit=limit)
-        return [m for hit in hits if (m := self._to_match(hit, media_type)) is not None]
+        matches = [m for hit in hits if (m := self._to_match(hit, media_type)) is not None]
+        # One order for equal scores, whichever shard found them (the merger sorts the same).
+        return sorted(matches, key=lambda m: (-m.score, m.work_id))
 
     def _to_match(self, hit: IndexHit, media_type: str) -> Match | None:
         entry = self._entries.get(hit.work_id)

@@ -20,8 +20,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from contentmatch_shared import metrics
 from contentmatch_shared.kafka.connection import new_admin, new_consumer
+from contentmatch_shared.match_groups import MERGER_GROUP, shard_groups
 from contentmatch_shared.settings import Settings
 from contentmatch_shared.topics import (
+    MATCH_PARTIALS,
     UPLOADS_FINGERPRINTED,
     UPLOADS_MATCHED,
     UPLOADS_SUBMITTED,
@@ -37,6 +39,17 @@ PIPELINE_GROUPS: dict[str, tuple[TopicSpec, ...]] = {
 }
 
 log = logging.getLogger(__name__)
+
+
+def pipeline_groups(settings: Settings) -> dict[str, tuple[TopicSpec, ...]]:
+    """``PIPELINE_GROUPS`` as deployed: with shards, match is one group per shard (each reads
+    every upload) and the merger's group on the shards' answers."""
+    groups = dict(PIPELINE_GROUPS)
+    if settings.match_shards > 1:
+        del groups["match"]
+        groups |= {g: (UPLOADS_FINGERPRINTED,) for g in shard_groups(settings.match_shards)}
+        groups[MERGER_GROUP] = (MATCH_PARTIALS,)
+    return groups
 
 
 class BacklogMonitor:
@@ -81,7 +94,7 @@ class BacklogMonitor:
             self._consumer = new_consumer(self._settings, group_id=None, enable_auto_commit=False)
             await self._consumer.start()
         committed: dict[str, dict[TopicPartition, int]] = {}
-        for group, specs in PIPELINE_GROUPS.items():
+        for group, specs in pipeline_groups(self._settings).items():
             topics = {self._settings.topic(s.name) for s in specs}
             offsets = await self._admin.list_consumer_group_offsets(group)
             committed[group] = {
@@ -94,7 +107,15 @@ class BacklogMonitor:
             for group, offsets in committed.items()
         }
         self.per_group = per_group
-        self.records = sum(per_group.values())
+        # Every shard reads every upload: the match stage is as far behind as its slowest shard
+        # (and the merger's records are one per shard per upload).
+        shards = self._settings.match_shards
+        of_shards = set(shard_groups(shards)) if shards > 1 else set()
+        records = max((lag for g, lag in per_group.items() if g in of_shards), default=0)
+        for group, lag in per_group.items():
+            if group not in of_shards:
+                records += lag // shards if group == MERGER_GROUP else lag
+        self.records = records
         self.read_at = time.monotonic()
         for group, lag in per_group.items():
             metrics.PIPELINE_BACKLOG.labels(group).set(lag)

@@ -131,6 +131,10 @@ class ConsumerRunner:
         metrics.CONSUMER_STOPPED.labels(self.group).set(0)
         self.running = True
 
+    def assignment(self) -> set[TopicPartition]:
+        """The partitions this replica owns in its group right now."""
+        return set(self._consumer.assignment())
+
     def stop(self) -> None:
         """Ask the loop to finish its in-flight records, commit and leave the group."""
         self._stopping.set()

@@ -35,6 +35,7 @@ from contentmatch_shared.kafka.backlog import PIPELINE_GROUPS
 from contentmatch_shared.kafka.connection import new_admin
 from contentmatch_shared.settings import Settings
 from contentmatch_shared.topics import (
+    MATCH_PARTIALS,
     MEDIA_FAILED,
     REPORTS_CREATED,
     UPLOADS_FINGERPRINTED,
@@ -218,7 +219,10 @@ SERVICE_FLOWS = {
         reads=(WORKS_SUBMITTED, UPLOADS_SUBMITTED),
         writes=(WORKS_REGISTRY, UPLOADS_FINGERPRINTED, MEDIA_FAILED),
     ),
-    "match": Flows(reads=(WORKS_REGISTRY, UPLOADS_FINGERPRINTED), writes=(UPLOADS_MATCHED,)),
+    "match": Flows(
+        reads=(WORKS_REGISTRY, UPLOADS_FINGERPRINTED, MATCH_PARTIALS),
+        writes=(UPLOADS_MATCHED, MATCH_PARTIALS, MEDIA_FAILED),
+    ),
     "report": Flows(reads=(UPLOADS_MATCHED,), writes=(REPORTS_CREATED,)),
     "delivery": Flows(
         reads=(
@@ -258,8 +262,10 @@ def service_acls(settings: Settings, service: str) -> list[Acl]:
     ]
     if service == "ingest":  # reads the pipeline's backlog (kafka/backlog.py) to push back
         acls += [
-            Acl(principal, ResourceType.GROUP, group, PatternType.LITERAL, Operation.DESCRIBE)
+            # "match" by prefix: the groups of every shard split, and the merger's.
+            Acl(principal, ResourceType.GROUP, group, pattern, Operation.DESCRIBE)
             for group in PIPELINE_GROUPS
+            for pattern in [PatternType.PREFIXED if group == "match" else PatternType.LITERAL]
         ]
     return acls
 

@@ -5,12 +5,12 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help install up down status clean demo test test-unit test-integration test-e2e test-ops \
         lint format bench bench-image bench-audio bench-pipeline \
-        bench-provenance bench-provenance-meta
+        bench-provenance bench-provenance-meta bench-snapshots
 
 help:
 	@echo "make demo | up | down | status | clean | test | test-unit | test-integration | test-e2e"
 	@echo "make test-ops | lint | format | bench | bench-image | bench-audio | bench-pipeline"
-	@echo "make bench-provenance | bench-provenance-meta"
+	@echo "make bench-provenance | bench-provenance-meta | bench-snapshots"
 
 install:
 	@bash scripts/bootstrap.sh
@@ -73,3 +73,6 @@ bench-provenance-meta: install
 
 bench-provenance: install
 	.venv/bin/python -m bench.provenance_bench $(BENCH_ARGS)
+
+bench-snapshots: install
+	.venv/bin/python -m bench.snapshot_bench $(BENCH_ARGS)

@@ -23,6 +23,7 @@ from tests.fixtures.provenance_media import (
     comfy_texts,
     encode,
     jpeg_with_exif,
+    jpeg_with_extended_xmp,
     jpeg_with_xmp,
     picture,
     png_with_chunks,
@@ -127,3 +128,11 @@ def test_fingerprint_readers_iscc_and_watermark() -> None:
     audio = AudioFingerprint(duration_s=50.0, chromaprint=payload, item_rate=8.08)
     audio_provenance = with_fingerprint_evidence(Provenance(), audio)
     assert audio_provenance.identifiers["iscc"].startswith("ISCC:EI")
+
+
+def test_ai_claim_in_jpeg_extended_xmp() -> None:
+    main = xmp_packet(creator_tool="Adobe Photoshop 26.0")
+    extended = xmp_packet(digital_source_type="trainedAlgorithmicMedia", ai_system="Firefly")
+    provenance = read_provenance(jpeg_with_extended_xmp(main, extended, part=120), "image")
+    assert provenance.ai_generated and provenance.ai_system == "Firefly"
+    assert [p.strength for p in provenance.evidence] == ["declared"]

@@ -10,6 +10,7 @@ import pytest
 from contentmatch_fingerprint.signals.provenance import png_chunks, xmp
 from tests.fixtures.provenance_media import (
     encode,
+    jpeg_with_extended_xmp,
     jpeg_with_xmp,
     picture,
     png_with_xmp,
@@ -117,3 +118,24 @@ def test_scan_is_bounded() -> None:
         f"{values}</rdf:Bag></dcterms:provenance></rdf:Description></rdf:RDF></x:xmpmeta>"
     ).encode()
     assert len(xmp.read_packet(packet).provenance) == xmp.MAX_VALUES
+
+
+def test_jpeg_extended_xmp_is_reassembled() -> None:
+    main = xmp_packet(creator_tool="Adobe Photoshop 26.0")
+    extended = xmp_packet(digital_source_type="trainedAlgorithmicMedia", provenance="x" * 600)
+    data = jpeg_with_extended_xmp(main, extended)
+    in_order = jpeg_with_extended_xmp(main, extended, in_order=True)
+    assert xmp.jpeg_extended_packets(in_order) == [extended]
+    assert xmp.read_xmp(in_order, [extended])[1] == []
+    (packet,) = xmp.jpeg_extended_packets(data)
+    assert packet == extended
+    facts, problems = xmp.read_xmp(data, [packet])
+    assert problems == []
+    assert [f.digital_source_types for f in facts if f.digital_source_types] == [
+        (xmp.DST_PREFIXES[0] + "trainedAlgorithmicMedia",)
+    ]
+    # A part missing: nothing is made up from the rest.
+    cut = data.replace(b"\xff\xe1", b"\xff\xe2", 1)
+    assert xmp.jpeg_extended_packets(cut) == []
+    assert xmp.jpeg_extended_packets(encode(picture(), "JPEG")) == []
+    assert xmp.jpeg_extended_packets(b"\xff\xd8\xff\xe1\xff\xff") == []

@@ -98,7 +98,10 @@ def _xmp_evidence(facts: xmp.XmpFacts) -> list[ProvenanceEvidence]:
 
 
 def read_xmp(data: bytes, media_type: str) -> list[ProvenanceEvidence]:
-    packets = png_chunks.walk(data).xmp_packets if png_chunks.is_png(data) else []
+    if png_chunks.is_png(data):
+        packets = png_chunks.walk(data).xmp_packets
+    else:
+        packets = xmp.jpeg_extended_packets(data)
     found, problems = xmp.read_xmp(data, packets)
     out = [piece for facts in found for piece in _xmp_evidence(facts)]
     for problem in problems[:2]:

@@ -11,8 +11,8 @@ value, an ``rdf:resource`` or the items of an ``rdf:Bag``/``Seq``/``Alt``):
 
 Packets are found by scanning the bytes for ``<x:xmpmeta`` ... ``</x:xmpmeta>``: XMP is stored as
 contiguous text in JPEG APP1, uncompressed PNG iTXt, WebP, TIFF, GIF, HEIF/AVIF, MP3 and MP4
-(compressed PNG iTXt comes from :mod:`png_chunks`). JPEG's ExtendedXMP (a packet split over
-several APP1 segments) is not reassembled.
+(compressed PNG iTXt comes from :mod:`png_chunks`; JPEG's ExtendedXMP, a packet split over
+several APP1 segments, is reassembled by :func:`jpeg_extended_packets`).
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ MAX_VALUE_CHARS = 500
 _OPENINGS = (b"<x:xmpmeta", b"<x:xapmeta")
 _CLOSINGS = {b"<x:xmpmeta": b"</x:xmpmeta>", b"<x:xapmeta": b"</x:xapmeta>"}
 _OPENING_PREFIX = b"<x:x"
+_EXTENDED = b"http://ns.adobe.com/xmp/extension/\x00"
+MAX_EXTENDED_GUIDS = 2
 
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 IPTC_EXT = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
@@ -154,12 +156,62 @@ def find_packets(data: bytes) -> list[bytes]:
         if end < 0:
             pos = start + len(opening)
             continue
+        nested = data.find(_OPENING_PREFIX, start + len(opening), end)
+        if nested >= 0:  # this opening is a fragment's (ExtendedXMP's first part, say)
+            pos = nested
+            continue
         end += len(closing)
         packet = data[start:end]
+        if _EXTENDED in packet:  # spans ExtendedXMP segments: read once reassembled
+            pos = start + len(opening)
+            continue
         if packet not in packets:
             packets.append(packet)
         pos = end
     return packets
+
+
+def jpeg_extended_packets(data: bytes) -> list[bytes]:
+    """JPEG ExtendedXMP: APP1 segments of ``_EXTENDED``, a 32-character GUID, the packet's full
+    length and this part's offset, reassembled per GUID (whole packets only, each bounded)."""
+    if data[:2] != b"\xff\xd8":
+        return []
+    parts: dict[bytes, tuple[bytearray, set[tuple[int, int]]]] = {}
+    pos = 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length
+            pos += 2
+            continue
+        if marker in (0xDA, 0xD9):  # start of scan, end of image: no more metadata segments
+            break
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if length < 2:
+            break
+        body = data[pos + 4 : pos + 2 + length]
+        pos += 2 + length
+        if marker != 0xE1 or not body.startswith(_EXTENDED) or len(body) < len(_EXTENDED) + 40:
+            continue
+        head = len(_EXTENDED)
+        guid = body[head : head + 32]
+        full = int.from_bytes(body[head + 32 : head + 36], "big")
+        offset = int.from_bytes(body[head + 36 : head + 40], "big")
+        chunk = body[head + 40 :]
+        if not 0 < full <= MAX_PACKET_BYTES or offset + len(chunk) > full:
+            continue
+        if guid not in parts:
+            if len(parts) >= MAX_EXTENDED_GUIDS:
+                continue
+            parts[guid] = (bytearray(full), set())
+        buffer, spans = parts[guid]
+        if len(buffer) == full:
+            buffer[offset : offset + len(chunk)] = chunk
+            spans.add((offset, len(chunk)))
+    return [
+        bytes(buffer)
+        for buffer, spans in parts.values()
+        if sum(n for _, n in spans) >= len(buffer)  # every byte arrived
+    ]
 
 
 def _clip(text: str) -> str:

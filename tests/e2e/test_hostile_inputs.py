@@ -21,7 +21,9 @@ from tests.fixtures.images import make_image, to_bytes
 from tests.support.stack import SERVICES, Stack
 
 MIB = 1024 * 1024
-K8S_LIMIT_MIB = {"ingest": 768, "fingerprint": 1536, "match": 4096, "report": 512}
+K8S_LIMIT_MIB = {
+    "ingest": 768, "fingerprint": 1536, "match": 4096, "report": 512, "delivery": 384
+}  # fmt: skip
 META = {"title": "Hostile-suite reference", "kind": "work", "policy": "monetize"}
 
 

@@ -34,7 +34,7 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture(scope="module")
-def scenario(tenants: Tenants, receiver: WebhookReceiver) -> dict[str, object]:
+def scenario(tenants: Tenants, receiver: WebhookReceiver) -> Iterator[dict[str, object]]:
     """tube and label register webhooks (tube's answers 500 twice first), vidshare one at a
     port where nothing listens yet; label registers a work; tube uploads a copy and a stranger."""
     started = datetime.now(UTC) - timedelta(seconds=1)
@@ -60,7 +60,7 @@ def scenario(tenants: Tenants, receiver: WebhookReceiver) -> dict[str, object]:
         (tenants.tube, matched), (tenants.tube, stranger), (tenants.other_platform, theirs)
     ):  # fmt: skip
         client.wait_upload(upload_id)
-    return {
+    yield {
         "started": started,
         "tube_hook": tube_hook,
         "label_hook": label_hook,
@@ -70,6 +70,12 @@ def scenario(tenants: Tenants, receiver: WebhookReceiver) -> dict[str, object]:
         "stranger": stranger,
         "theirs": theirs,
     }
+    # Later modules' uploads must not queue retries for receivers that are gone.
+    for client, hook in (
+        (tenants.tube, tube_hook), (tenants.label, label_hook),
+        (tenants.other_platform, vidshare_hook),
+    ):  # fmt: skip
+        client.delete_webhook(hook["webhook_id"])
 
 
 def _by_upload(got: list[Received], upload_id: str) -> list[dict]:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from contentmatch_match.image.config import DEFAULT, ImageMatchConfig
+from contentmatch_match.image.orb_table import OrbTable
 from contentmatch_match.image.pipeline import Stage, default_stages, run
 from contentmatch_match.image.query import ImageQuery
 from contentmatch_match.image.signals import TABLES
@@ -56,6 +57,7 @@ class ImageIndex:
         self._lock = threading.RLock()
         self._works = Works(directory)
         self._tables = {spec.name: CodeTable(spec) for spec in TABLES}
+        self._orb = OrbTable(config.orb, directory)
 
     # -- MediaIndex -------------------------------------------------------------------------
 
@@ -90,7 +92,9 @@ class ImageIndex:
             if wholes is not None:
                 t["whole"].add(slot, wholes[0], box=wholes[1])
             if has_orb:
-                t["orb"].add(slot, orb.desc, kp=orb.kp)
+                self._orb.add(slot, orb.desc, orb.kp)
+            else:
+                self._orb.add(slot, None, None)
 
     def add_hash_codes(
         self,
@@ -131,6 +135,7 @@ class ImageIndex:
             if wholes is not None:
                 box = np.tile(np.array([0, 0, 1, 1], np.float32), (n, 1))
                 t["whole"].add_rows(slots, wholes, box=box)
+            self._orb.add_empty(n)
 
     def remove(self, work_id: str) -> None:
         tp = self.config.tables
@@ -148,12 +153,12 @@ class ImageIndex:
     def memory_bytes(self) -> int:
         """Resident bytes (the thumbnails on disk are not counted: ``disk_bytes``)."""
         with self._lock:
-            n = sum(t.memory_bytes() for t in self._tables.values())
+            n = sum(t.memory_bytes() for t in self._tables.values()) + self._orb.memory_bytes()
             return int(n + self._works.memory_bytes())
 
     def disk_bytes(self) -> int:
         with self._lock:
-            return self._works.disk_bytes()
+            return self._works.disk_bytes() + self._orb.disk_bytes()
 
     # -- snapshot ---------------------------------------------------------------------------
 
@@ -164,6 +169,7 @@ class ImageIndex:
         what = (
             repr(cfg.codes),
             repr(cfg.boxes),
+            cfg.orb.key_bits,
             cfg.dense_measure.work_thumb_side,
             self.use_orb,
             self.use_dense,
@@ -183,6 +189,7 @@ class ImageIndex:
             sections: dict[str, Any] = {}
             for name, part in (
                 ("works", self._works.state()),
+                ("orb", self._orb.state()),
                 *((f"table_{n}", t.state()) for n, t in self._tables.items()),
             ):
                 m, s = prefixed(name, part)
@@ -208,8 +215,9 @@ class ImageIndex:
             spec.name: CodeTable.from_state(spec, *sub(f"table_{spec.name}", meta, sections))
             for spec in TABLES
         }
+        orb = OrbTable.from_state(self.config.orb, *sub("orb", meta, sections), self.directory)
         with self._lock:
-            self._works, self._tables = works, tables
+            self._works, self._tables, self._orb = works, tables, orb
 
     def search(
         self, fingerprint: object, limit: int = 10, *, second_tier: str = "auto"
@@ -221,7 +229,7 @@ class ImageIndex:
             if not len(self._works):
                 return []
             ctx = SearchContext(
-                q, self.config, self._works, self._tables, self.use_dense, self.use_orb
+                q, self.config, self._works, self._tables, self.use_dense, self.use_orb, self._orb
             )
             hits = run(self.stages, ctx, second_tier)
         return sorted(hits, key=lambda h: (-h.score, h.work_id))[:limit]
@@ -235,3 +243,4 @@ class ImageIndex:
         live = self._works.live()
         self._works = self._works.compacted(live)
         self._tables = {name: t.compacted(live) for name, t in self._tables.items()}
+        self._orb = self._orb.compacted(live, self.config.orb)

@@ -248,27 +248,27 @@ class HashRulesJudge:
         """ORB inliers of a similarity query -> work, 0 when none is plausible, None when
         ORB cannot check (mirrored copies, too few keypoints, an index without ORB)."""
         q, op, slot = ctx.query, self.op, cand.slot
-        table = ctx.tables["orb"]
-        span, size = table.spans.get(slot), ctx.works.orb_size[slot]
+        size = ctx.works.orb_size[slot]
         qorb = q.orb if ctx.use_orb else None
         if (
-            qorb is None
+            ctx.orb is None
+            or qorb is None
             or cand.hashes is None
             or cand.hashes.variant == "mirror"  # ORB descriptors are not mirror invariant
             or len(qorb.desc) < op.min_votes
-            or span is None
             or size is None
-            or span[1] < op.min_votes
         ):
             return None
-        start, n = span
-        wdesc = table.fx.reconstruct_n(start, n).reshape(n, 32)
+        feats = ctx.orb.features(slot)
+        if feats is None or len(feats[0]) < op.min_votes:
+            return None
+        wdesc, wkp = feats
         matches = matcher().match(np.ascontiguousarray(qorb.desc), np.ascontiguousarray(wdesc))
         good = [m for m in matches if m.distance <= op.desc_radius]
         if len(good) < op.min_votes:
             return 0
         src = qorb.kp[[m.queryIdx for m in good]]
-        dst = table.extras["kp"].view[start + np.array([m.trainIdx for m in good])]
+        dst = wkp[np.array([m.trainIdx for m in good])]
         found = similarity(src, dst, *size, op, min_inliers=self.r.orb_confirm)
         return 0 if found is None else found.inliers
 

@@ -21,7 +21,7 @@ from contentmatch_match.image.page_boxes import page_boxes, ring
 from contentmatch_match.image.query import ImageQuery
 from contentmatch_match.image.signals.codes import bits, hamming, informative
 from contentmatch_match.image.signals.crops import Box, crop_code, rung_box, tiny, zscored
-from contentmatch_match.image.signals.orb import similarity
+from contentmatch_match.image.signals.orb import nearest_descriptors, similarity
 from contentmatch_match.image.signals.vertical import vertical_dhash
 from contentmatch_match.image.stages import (
     Candidate,
@@ -375,38 +375,25 @@ class OrbProposer:
         self.local_fit = local_fit
 
     def propose(self, q: ImageQuery, ctx: SearchContext) -> Iterator[list[Candidate]]:
-        table, op = ctx.tables["orb"], ctx.cfg.orb
+        table, op = ctx.orb, ctx.cfg.orb
         qorb = q.orb if ctx.use_orb else None
-        if qorb is None or table.ntotal == 0 or len(qorb.desc) < op.min_votes:
+        if table is None or qorb is None or table.ntotal == 0 or len(qorb.desc) < op.min_votes:
             return
-        k = min(op.knn, table.ntotal)
-        dist, ids = table.fx.search(np.ascontiguousarray(qorb.desc), k)
-        qidx = np.repeat(np.arange(len(qorb.desc)), k)
-        dist, ids = dist.ravel(), ids.ravel()
-        keep = (ids >= 0) & (dist <= op.desc_radius)
-        qidx, dist, ids = qidx[keep], dist[keep], ids[keep]
-        if len(ids) == 0:
-            return
-        owner = table.slots(ids)
-        alive = ctx.alive()[owner]
-        qidx, dist, ids, owner = qidx[alive], dist[alive], ids[alive], owner[alive]
-        if len(ids) == 0:
-            return
-        # Best correspondence per (query keypoint, work): sort by (owner, q, dist), keep first.
-        order = np.lexsort((dist, qidx, owner))
-        qidx, dist, ids, owner = qidx[order], dist[order], ids[order], owner[order]
-        first = np.ones(len(order), dtype=bool)
-        first[1:] = (owner[1:] != owner[:-1]) | (qidx[1:] != qidx[:-1])
-        qidx, dist, ids, owner = qidx[first], dist[first], ids[first], owner[first]
-        slots, starts, votes = np.unique(owner, return_index=True, return_counts=True)
-        ranked = np.argsort(-votes, kind="stable")[: op.verify_top]
-        kp = table.extras["kp"].view
+        qdesc = np.ascontiguousarray(qorb.desc)
+        short = table.shortlist(qdesc, ctx.alive(), op.probe_radius, op.shortlist, op.min_key_hits)
+        # The shortlist's works matched exactly: each query keypoint votes with its nearest
+        # descriptor of the work, within desc_radius
+        found: list[_Votes] = []
+        for slot in short.tolist():
+            feats = table.features(slot)
+            if feats is None:
+                continue
+            qi, wi = nearest_descriptors(qdesc, feats[0], op.desc_radius)
+            if len(qi) >= op.min_votes:
+                found.append(_Votes(slot, qorb.kp[qi], feats[1][wi]))
+        found.sort(key=lambda v: -len(v.src))  # stable: the shortlist's order breaks ties
         out = []
-        for r in ranked:
-            if votes[r] < op.min_votes:
-                break
-            s0, n = starts[r], votes[r]
-            votes_of = _Votes(int(slots[r]), qorb.kp[qidx[s0 : s0 + n]], kp[ids[s0 : s0 + n]])
+        for votes_of in found[: op.verify_top]:
             cand = self._similarity(q, ctx, votes_of)
             if cand is None:
                 cand = self._local(q, ctx, votes_of, None)

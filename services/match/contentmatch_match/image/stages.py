@@ -13,6 +13,7 @@ import numpy as np
 from contentmatch_match.image.config import ImageMatchConfig
 from contentmatch_match.image.dense import DenseCheck, dense_check
 from contentmatch_match.image.fine import FineCheck, fine_check
+from contentmatch_match.image.orb_table import OrbTable
 from contentmatch_match.image.query import ImageQuery
 from contentmatch_match.image.tables import CodeTable, Works
 from contentmatch_match.image.thumbs import Thumb
@@ -125,6 +126,7 @@ class SearchContext:
     tables: dict[str, CodeTable]
     use_dense: bool
     use_orb: bool
+    orb: OrbTable | None = None  # the ORB table (None: an index without ORB)
     seen: set[int] = field(default_factory=set)  # slots earlier proposers looked up
 
     def alive(self) -> np.ndarray:

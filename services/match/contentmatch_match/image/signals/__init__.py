@@ -3,7 +3,6 @@ table its codes are stored in. ``TABLES`` is the registry the index builds its s
 
 from contentmatch_match.image.signals.crops import CROP_LADDER, WHOLE
 from contentmatch_match.image.signals.hashes import DHASH, PDQ, PHASH
-from contentmatch_match.image.signals.orb import ORB
 from contentmatch_match.image.signals.vertical import DHASH_V
 
-TABLES = (PHASH, PDQ, DHASH, DHASH_V, CROP_LADDER, WHOLE, ORB)
+TABLES = (PHASH, PDQ, DHASH, DHASH_V, CROP_LADDER, WHOLE)  # ORB: ``image.orb_table``

@@ -1,6 +1,7 @@
 """ORB local features: the descriptors' table and the RANSAC similarity that aligns them.
 
-ORB descriptors (32 bytes) of all works live in one table with each keypoint's position; a
+ORB descriptors (32 bytes) of every work are kept with each keypoint's position in the ORB
+table (``image.orb_table``: an inverted file of descriptor keys, the features on disk); a
 query's descriptors vote for works, and a RANSAC similarity (rotation + uniform scale +
 translation, ``cv2.estimateAffinePartial2D``) keeps only geometrically consistent inliers,
 which is what keeps "naive ORB" from matching unrelated images. The wire format is
@@ -16,10 +17,7 @@ import cv2
 import numpy as np
 
 from contentmatch_match.image.config import OrbParams
-from contentmatch_match.image.tables import TableSpec
 from contentmatch_shared.orb_payload import decode_orb
-
-ORB = TableSpec("orb", 32, extras={"kp": (2, np.float32)})  # keypoints in ORB-copy px
 
 
 @dataclass(frozen=True)
@@ -39,6 +37,26 @@ def orb_features(payload: object) -> OrbFeatures | None:
 @cache
 def matcher() -> cv2.BFMatcher:
     return cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
+
+
+@cache
+def _nearest() -> cv2.BFMatcher:
+    return cv2.BFMatcher(cv2.NORM_HAMMING)
+
+
+def nearest_descriptors(
+    query: np.ndarray, work: np.ndarray, radius: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(query index, work index) of each query descriptor's nearest work descriptor within
+    ``radius`` bits (exact, brute force over one work's few hundred)."""
+    if not len(query) or not len(work):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    ms = _nearest().match(query, np.ascontiguousarray(work))
+    pairs = [(m.queryIdx, m.trainIdx) for m in ms if m.distance <= radius]
+    if not pairs:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    a = np.array(pairs, np.int64)
+    return a[:, 0], a[:, 1]
 
 
 @dataclass(frozen=True)

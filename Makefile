@@ -5,12 +5,12 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help install up down status clean demo test test-unit test-integration test-e2e test-ops \
         lint format bench bench-image bench-audio bench-pipeline \
-        bench-provenance bench-provenance-meta bench-snapshots
+        bench-provenance bench-provenance-meta bench-snapshots bench-scale
 
 help:
 	@echo "make demo | up | down | status | clean | test | test-unit | test-integration | test-e2e"
 	@echo "make test-ops | lint | format | bench | bench-image | bench-audio | bench-pipeline"
-	@echo "make bench-provenance | bench-provenance-meta | bench-snapshots"
+	@echo "make bench-provenance | bench-provenance-meta | bench-snapshots | bench-scale"
 
 install:
 	@bash scripts/bootstrap.sh
@@ -76,3 +76,8 @@ bench-provenance: install
 
 bench-snapshots: install
 	.venv/bin/python -m bench.snapshot_bench $(BENCH_ARGS)
+
+# A million images and 100,000 tracks in 2 shards (~14 GB); BENCH_ARGS="--works 20000
+# --tracks 500 --queries 20" for a quick check
+bench-scale: install
+	nice -n 10 .venv/bin/python -m bench.scale_bench $(BENCH_ARGS)

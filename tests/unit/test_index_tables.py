@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import struct
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -230,6 +231,11 @@ def test_catalog_snapshot_restores_entries_indexes_and_offsets(image_works, tmp_
     assert found == cat.search("audio", audio_q) and found[0].work_id == "a1"
     other.apply("a0", None)  # and follows the registry on
     assert other.get("a0") is None and len(other.indexes["audio"]) == 1
+    template = cat.get("w1")
+    assert template is not None
+    other.add_bulk_entries(template, ["bulk-1", 'odd "id"'])
+    assert other.get('odd "id"') == replace(template, work_id='odd "id"')
+    assert other.memory_bytes() > 5 * 100
 
 
 def test_catalog_refuses_a_foreign_snapshot_and_stays_as_it_was(image_works) -> None:
@@ -252,3 +258,57 @@ def test_audio_index_of_another_shape_is_refused() -> None:
         restore_object(AudioIndex, {**meta, "fields": ["_gone"]}, sections)
     with pytest.raises(SnapshotError, match="expected"):
         restore_object(ImageIndex, meta, sections)
+
+
+def _orb_works(n: int, per: int, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [
+        (rng.integers(0, 256, (per, 32), np.uint8), rng.random((per, 2), np.float32) * 300)
+        for _ in range(n)
+    ]
+
+
+def test_orb_table_shortlists_the_work_whose_descriptors_the_query_shares() -> None:
+    from contentmatch_match.image.config import OrbParams
+    from contentmatch_match.image.orb_table import OrbTable
+
+    rng = np.random.default_rng(4)
+    params = OrbParams()
+    t = OrbTable(params)
+    works = _orb_works(40, 60, rng)
+    for slot, (d, kp) in enumerate(works):
+        t.add(slot, d, kp) if slot != 7 else t.add(slot, None, None)
+    alive = np.ones(40, bool)
+    # a copy of work 3: half its descriptors, one bit flipped in each
+    q = works[3][0][:30].copy()
+    q[:, 0] ^= 1
+    assert t.shortlist(q, alive, 1, 5, 2, 10**6)[0] == 3
+    assert t.shortlist(q, alive, 0, 5, 2, 10**6).tolist() in ([], [3])  # bit 0 is a key bit
+    alive[3] = False
+    assert 3 not in t.shortlist(q, alive, 1, 5, 2, 10**6).tolist()
+    assert t.shortlist(q, np.ones(40, bool), 1, 5, 2, 0).tolist() == []  # no budget, no probe
+    assert t.features(7) is None and np.array_equal(t.features(3)[0], works[3][0])  # type: ignore[index]
+    meta, sections = _round_trip(prefixed("orb", t.state()))
+    r = OrbTable.from_state(params, *sub("orb", meta, sections))
+    assert (
+        r.shortlist(q, np.ones(40, bool), 1, 5, 2, 10**6).tolist()
+        == t.shortlist(q, np.ones(40, bool), 1, 5, 2, 10**6).tolist()
+    )
+    c = t.compacted(np.array([1, 3, 5]), params)
+    assert c.shortlist(q, np.ones(3, bool), 1, 5, 2, 10**6)[0] == 1
+    assert c.memory_bytes() < t.memory_bytes()
+
+
+def test_orb_table_folds_runs_into_its_base_without_changing_answers(monkeypatch) -> None:
+    from contentmatch_match.image import orb_table
+    from contentmatch_match.image.config import OrbParams
+
+    monkeypatch.setattr(orb_table, "_FOLD_MIN", 500)
+    rng = np.random.default_rng(5)
+    params = OrbParams(key_bits=tuple(range(12)))
+    t = orb_table.OrbTable(params)
+    works = _orb_works(30, 50, rng)
+    for slot, (d, kp) in enumerate(works):
+        t.add(slot, d, kp)
+    assert t._base_off is not None and t.ntotal == 1500  # folded at least once
+    q = works[17][0][:25]
+    assert t.shortlist(q, np.ones(30, bool), 1, 3, 2, 10**6)[0] == 17

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, Any
 
 import numpy as np
@@ -61,14 +61,29 @@ def default_indexes() -> dict[str, MediaIndex]:
 class WorkCatalog:
     def __init__(self, indexes: dict[str, MediaIndex] | None = None) -> None:
         self.indexes = indexes if indexes is not None else default_indexes()
-        self._entries: dict[str, CatalogEntry] = {}
+        # work id -> the entry as compact JSON: a million works hold no million model objects
+        self._entries: dict[str, bytes] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def get(self, work_id: str) -> CatalogEntry | None:
-        return self._entries.get(work_id)
+        raw = self._entries.get(work_id)
+        return None if raw is None else _entry_from_json(json.loads(raw))
+
+    def add_bulk_entries(self, template: CatalogEntry, work_ids: list[str]) -> None:
+        """Entries like ``template`` for ``work_ids`` whose index rows were bulk-added (the
+        scale benchmark): no index is touched."""
+        head, _, tail = _entry_bytes(replace(template, work_id="\x00")).partition(b"\\u0000")
+        with self._lock:
+            self._entries.update((w, head + json.dumps(w).encode()[1:-1] + tail) for w in work_ids)
+
+    def memory_bytes(self) -> int:
+        """Resident bytes of the entries (approximate: bytes objects, keys and dict slots);
+        the indexes count their own."""
+        with self._lock:
+            return sum(len(v) + 33 + 100 for v in self._entries.values())
 
     def work_ids(self) -> list[str]:
         return list(self._entries)
@@ -76,7 +91,7 @@ class WorkCatalog:
     def apply(self, work_id: str, event: WorkFingerprinted | None) -> None:
         """Apply one registry record: an entry (insert or replace) or a tombstone (remove)."""
         with self._lock:
-            previous = self._entries.get(work_id)
+            previous = self.get(work_id)
             if previous and (event is None or previous.media_type != event.media_type):
                 self.indexes[previous.media_type].remove(work_id)
                 del self._entries[work_id]
@@ -84,13 +99,15 @@ class WorkCatalog:
                 self._touch(previous.media_type if previous else None)
                 return
             self.indexes[event.media_type].add(work_id, event.fingerprint)
-            self._entries[work_id] = CatalogEntry(
-                work_id=work_id,
-                tenant=event.tenant,
-                media_type=event.media_type,
-                metadata=event.metadata,
-                object=event.object,
-                provenance=event.provenance.compact() if event.provenance else None,
+            self._entries[work_id] = _entry_bytes(
+                CatalogEntry(
+                    work_id=work_id,
+                    tenant=event.tenant,
+                    media_type=event.media_type,
+                    metadata=event.metadata,
+                    object=event.object,
+                    provenance=event.provenance.compact() if event.provenance else None,
+                )
             )
             self._touch(event.media_type)
 
@@ -109,7 +126,7 @@ class WorkCatalog:
         return sorted(matches, key=lambda m: (-m.score, m.work_id))
 
     def _to_match(self, hit: IndexHit, media_type: str) -> Match | None:
-        entry = self._entries.get(hit.work_id)
+        entry = self.get(hit.work_id)
         if entry is None:  # removed between search and lookup
             return None
         meta = entry.metadata
@@ -151,10 +168,13 @@ class WorkCatalog:
                 "media": sorted(self.indexes),
                 "works": len(self._entries),
             }
-            lines = "\n".join(
-                json.dumps(_entry_json(e), separators=(",", ":")) for e in self._entries.values()
-            )
-            sections: dict[str, Any] = {"entries": np.frombuffer(lines.encode(), np.uint8)}
+            ids = [w.encode() for w in self._entries]
+            sections: dict[str, Any] = {
+                "entry_ids": np.frombuffer(b"".join(ids), np.uint8),
+                "entry_id_lens": np.fromiter(map(len, ids), np.int64, len(ids)),
+                "entries": np.frombuffer(b"".join(self._entries.values()), np.uint8),
+                "entry_lens": np.fromiter(map(len, self._entries.values()), np.int64, len(ids)),
+            }
             for media, index in self.indexes.items():
                 m, s = prefixed(media, _index_state(index))
                 meta |= m
@@ -175,11 +195,13 @@ class WorkCatalog:
             media: _restored(index, *sub(media, meta, sections))
             for media, index in self.indexes.items()
         }
-        raw = sections["entries"].tobytes().decode()
-        entries = {}
-        for line in filter(None, raw.split("\n")):
-            e = _entry_from_json(json.loads(line))
-            entries[e.work_id] = e
+        entries = dict(
+            zip(
+                (b.decode() for b in _split(sections["entry_ids"], sections["entry_id_lens"])),
+                _split(sections["entries"], sections["entry_lens"]),
+                strict=True,
+            )
+        )
         with self._lock:
             self.indexes, self._entries = indexes, entries
             for media in indexes:
@@ -187,15 +209,23 @@ class WorkCatalog:
         return dict(meta["offsets"])
 
 
-def _entry_json(e: CatalogEntry) -> dict[str, Any]:
-    return {
+def _split(data: np.ndarray, lens: np.ndarray) -> list[bytes]:
+    raw = data.tobytes()
+    ends = np.cumsum(lens).tolist()
+    return [raw[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+
+
+def _entry_bytes(e: CatalogEntry) -> bytes:
+    j: dict[str, Any] = {
         "w": e.work_id,
         "t": e.tenant,
         "m": e.media_type,
-        "d": e.metadata.model_dump(mode="json"),
-        "o": e.object.model_dump(mode="json"),
-        "p": e.provenance.model_dump(mode="json") if e.provenance else None,
+        "d": e.metadata.model_dump(mode="json", exclude_defaults=True),
+        "o": e.object.model_dump(mode="json", exclude_none=True),
     }
+    if e.provenance is not None:
+        j["p"] = e.provenance.model_dump(mode="json")
+    return json.dumps(j, separators=(",", ":")).encode()
 
 
 def _entry_from_json(j: dict[str, Any]) -> CatalogEntry:

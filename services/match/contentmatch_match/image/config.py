@@ -83,11 +83,13 @@ class OrbParams:
     desc_radius: int = 56  # a query descriptor's nearest in a work counts within this (of 256)
     # The inverted file (``image.orb_table``): which descriptor bits make a key (chosen on the
     # tuning corpus: rarely flipped between a copy's corresponding descriptors, balanced,
-    # little correlated), probes within this many bits of the query's keys, and the works
-    # the probes hit most (at least ``min_key_hits`` times) read and matched exactly
+    # little correlated), probes within this many bits of the query's keys, rarest key first
+    # until ``probe_budget`` postings are read, and the works the probes hit most (at least
+    # ``min_key_hits`` times) read and matched exactly
     key_bits: tuple[int, ...] = tuple(range(24))
     probe_radius: int = 1
-    shortlist: int = 24
+    probe_budget: int = 300_000
+    shortlist: int = 16
     min_key_hits: int = 2
     min_votes: int = 8  # distinct query keypoints voting for a work before RANSAC
     verify_top: int = 8  # at most this many works verified with RANSAC per query

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from contentmatch_match.image.config import DEFAULT, ImageMatchConfig
-from contentmatch_match.image.orb_table import OrbTable
+from contentmatch_match.image.orb_table import OrbTable, SyntheticOrb
 from contentmatch_match.image.pipeline import Stage, default_stages, run
 from contentmatch_match.image.query import ImageQuery
 from contentmatch_match.image.signals import TABLES
@@ -105,12 +105,13 @@ class ImageIndex:
         dhash_v: np.ndarray | None = None,
         crops: np.ndarray | None = None,
         wholes: np.ndarray | None = None,
+        orb: SyntheticOrb | None = None,
     ) -> None:
         """Bulk-add works known by their codes only (uint8 rows of 8, 8, 32 and optionally 8
         bytes, optionally n x len(crop_rungs) x 32 crop codes and n x 32 whole-picture
-        codes; no ORB, no thumbnail, so nothing they propose can be verified): the
-        million-work scale benchmark builds its index this way in seconds, and its scans
-        cost what real codes would. New ids only."""
+        codes; no thumbnail, so nothing they propose can be verified; ``orb``: their ORB
+        keys, into an empty ORB table): the million-work scale benchmarks build their
+        index this way in seconds, and its scans cost what real codes would. New ids only."""
         n = len(work_ids)
         rungs = len(self.config.codes.crop_rungs)
         if dhash_v is None:
@@ -135,7 +136,11 @@ class ImageIndex:
             if wholes is not None:
                 box = np.tile(np.array([0, 0, 1, 1], np.float32), (n, 1))
                 t["whole"].add_rows(slots, wholes, box=box)
-            self._orb.add_empty(n)
+            if orb is not None:
+                self._orb.add_synthetic(n, orb)
+                self._works.orb_wh.a[base : base + n] = orb.size
+            else:
+                self._orb.add_empty(n)
 
     def remove(self, work_id: str) -> None:
         tp = self.config.tables

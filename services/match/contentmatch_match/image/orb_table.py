@@ -19,6 +19,7 @@ into a compressed base (offsets per key, slots), so memory stays ~4 bytes a desc
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,18 @@ from contentmatch_match.index.snapshot import State, prefixed, sub
 
 _HEAD = struct.Struct("<I")  # descriptors in the record
 _FOLD_MIN = 1 << 21  # runs fold into the base once they hold this many rows (or base / 4)
+
+
+@dataclass(frozen=True)
+class SyntheticOrb:
+    """Postings of works known by their ORB keys only (the scale benchmark): offsets per key
+    (+ 1), the owner (0..n-1) of each posting grouped by key, and the features record and
+    ORB copy size every such work points at."""
+
+    off: np.ndarray
+    owners: np.ndarray
+    record: bytes
+    size: tuple[int, int]
 
 
 def descriptor_keys(desc: np.ndarray, key_bits: tuple[int, ...]) -> np.ndarray:
@@ -109,14 +122,15 @@ class OrbTable:
     def add_empty(self, n: int) -> None:
         self.blobs.append_empty(n)
 
-    def add_synthetic(self, slots: np.ndarray, keys: np.ndarray, record: bytes) -> None:
-        """Postings for works known by keys only (the scale benchmark): ``slots`` (the next
-        ones, ascending, each repeated per key) all pointing at one features record."""
-        first, n = int(slots[0]), int(slots[-1]) - int(slots[0]) + 1
-        if first != len(self.blobs):
-            raise ValueError("synthetic slots must be the next ones")
-        self.blobs.append_shared(n, record)
-        self._add_postings(keys.astype(np.uint32), slots.astype(np.uint32))
+    def add_synthetic(self, n: int, syn: SyntheticOrb) -> None:
+        """``n`` works known by their postings only, into an empty table (as its base)."""
+        off, owners = syn.off, syn.owners
+        if self.ntotal or len(off) != self.n_keys + 1 or int(off[-1]) != len(owners):
+            raise ValueError("synthetic postings go into an empty table, one range per key")
+        first = self.blobs.append_shared(n, syn.record)
+        self._base_off = off.astype(np.uint32 if len(owners) < 1 << 32 else np.int64)
+        self._base_slots = (owners.astype(np.uint32) + np.uint32(first)).astype(np.uint32)
+        self.ntotal = len(owners)
 
     def _add_postings(self, keys: np.ndarray, slots: np.ndarray) -> None:
         order = np.argsort(keys, kind="stable")
@@ -152,22 +166,27 @@ class OrbTable:
     # -- searching --------------------------------------------------------------------------
 
     def shortlist(
-        self, desc: np.ndarray, alive: np.ndarray, radius: int, n: int, min_hits: int
+        self, desc: np.ndarray, alive: np.ndarray, radius: int, n: int, min_hits: int, budget: int
     ) -> np.ndarray:
         """The ``n`` live slots whose descriptors the query's probes hit most (at least
-        ``min_hits`` times), most first."""
+        ``min_hits`` times), most first. Probes are taken rarest key first until ``budget``
+        postings are read: a key shared by a large part of the registry (flat areas, repeated
+        patterns: ORB's bits are far from balanced on real pictures) says little about which
+        work it is and would cost the most (stop words, as in text retrieval)."""
         if not self.ntotal or not len(desc):
             return np.zeros(0, np.int64)
         probes, _ = probe_keys(descriptor_keys(desc, self.key_bits), len(self.key_bits), radius)
-        hits = []
+        probes = np.unique(probes)
+        ranges = []  # (starts, ends, slots array) per level
         if self._base_off is not None:
-            idx, _ = _gather(self._base_off[probes], self._base_off[probes + 1])
-            hits.append(self._base_slots[idx])
+            ranges.append((self._base_off[probes], self._base_off[probes + 1], self._base_slots))
         for keys, slots in self._runs:
             lo = np.searchsorted(keys, probes, "left")
-            hi = np.searchsorted(keys, probes, "right")
-            idx, _ = _gather(lo, hi)
-            hits.append(slots[idx])
+            ranges.append((lo, np.searchsorted(keys, probes, "right"), slots))
+        lens = sum((e.astype(np.int64) - b.astype(np.int64) for b, e, _ in ranges), np.int64(0))
+        order = np.argsort(lens, kind="stable")
+        keep = order[np.cumsum(lens[order]) <= budget]
+        hits = [sl[_gather(b[keep], e[keep])[0]] for b, e, sl in ranges]
         found = np.concatenate(hits) if hits else np.zeros(0, np.uint32)
         if not len(found):
             return np.zeros(0, np.int64)

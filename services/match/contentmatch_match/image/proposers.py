@@ -380,7 +380,9 @@ class OrbProposer:
         if table is None or qorb is None or table.ntotal == 0 or len(qorb.desc) < op.min_votes:
             return
         qdesc = np.ascontiguousarray(qorb.desc)
-        short = table.shortlist(qdesc, ctx.alive(), op.probe_radius, op.shortlist, op.min_key_hits)
+        short = table.shortlist(
+            qdesc, ctx.alive(), op.probe_radius, op.shortlist, op.min_key_hits, op.probe_budget
+        )
         # The shortlist's works matched exactly: each query keypoint votes with its nearest
         # descriptor of the work, within desc_radius
         found: list[_Votes] = []

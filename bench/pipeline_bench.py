@@ -31,7 +31,6 @@ import io
 import json
 import os
 import random
-import re
 import secrets
 import shutil
 import subprocess
@@ -55,6 +54,7 @@ if str(ROOT) not in sys.path:
 from contentmatch_shared.events import decode_event  # noqa: E402
 from contentmatch_shared.kafka.connection import new_consumer  # noqa: E402
 from contentmatch_shared.settings import Settings  # noqa: E402
+from tests.support.k8s_limits import k8s_memory_limits as manifest_memory_limits  # noqa: E402
 
 # Ports of this benchmark (helper index 5 of the session: 19550-19589).
 S3_PORT, KAFKA_PORT, KAFKA_CONTROLLER_PORT = 19550, 19552, 19553
@@ -84,15 +84,7 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 
 def k8s_memory_limits(tree: Path = ROOT) -> dict[str, int]:
     """Memory limit in MiB of each service's container (and the broker's) in the base manifests."""
-    out: dict[str, int] = {}
-    for name in (*SERVICES, "kafka"):
-        path = tree / "deploy" / "k8s" / "base" / f"{name}.yaml"
-        if not path.exists():
-            continue
-        m = re.search(r"limits:\s*\{[^}]*memory:\s*(\d+)(Mi|Gi)", path.read_text())
-        if m:
-            out[name] = int(m.group(1)) * (1024 if m.group(2) == "Gi" else 1)
-    return out
+    return manifest_memory_limits((*SERVICES, "kafka"), tree)
 
 
 @dataclass

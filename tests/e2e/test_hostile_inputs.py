@@ -18,12 +18,11 @@ from PIL import Image
 from tests.e2e.conftest import Tenants
 from tests.fixtures import hostile_media as hostile
 from tests.fixtures.images import make_image, to_bytes
+from tests.support.k8s_limits import k8s_memory_limits
 from tests.support.stack import SERVICES, Stack
 
 MIB = 1024 * 1024
-K8S_LIMIT_MIB = {
-    "ingest": 768, "fingerprint": 1536, "match": 4096, "report": 512, "delivery": 384
-}  # fmt: skip
+K8S_LIMIT_MIB = k8s_memory_limits(SERVICES)
 META = {"title": "Hostile-suite reference", "kind": "work", "policy": "monetize"}
 
 

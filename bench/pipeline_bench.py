@@ -30,6 +30,7 @@ import glob
 import io
 import json
 import os
+import pickle
 import random
 import secrets
 import shutil
@@ -58,7 +59,13 @@ from tests.support.k8s_limits import k8s_memory_limits as manifest_memory_limits
 
 # Ports of this benchmark (helper index 5 of the session: 19550-19589).
 S3_PORT, KAFKA_PORT, KAFKA_CONTROLLER_PORT = 19550, 19552, 19553
-SERVICE_PORTS = {"ingest": 19561, "fingerprint": 19562, "match": 19563, "report": 19564}
+SERVICE_PORTS = {
+    "ingest": 19561,
+    "fingerprint": 19562,
+    "match": 19563,
+    "report": 19564,
+    "delivery": 19565,  # webhooks (trees before it have no such service)
+}
 SERVICES = tuple(SERVICE_PORTS)
 # process -> pid file under <state>/run
 PROCESSES = {**{s: s for s in SERVICES}, "kafka": "kafka", "s3": "s3proxy"}
@@ -108,6 +115,7 @@ class BenchStack:
             "CM_FINGERPRINT_PORT": str(SERVICE_PORTS["fingerprint"]),
             "CM_MATCH_PORT": str(SERVICE_PORTS["match"]),
             "CM_REPORT_PORT": str(SERVICE_PORTS["report"]),
+            "CM_DELIVERY_PORT": str(SERVICE_PORTS["delivery"]),
             "CM_ADMIN_KEY": self.admin_key,
             # A benchmark client is no abuser: the per-key limits would cap what it measures.
             "CM_RATE_LIMIT_PER_S": json.dumps(
@@ -135,8 +143,9 @@ class BenchStack:
     def down(self) -> None:
         self.script("down")
 
-    def pid(self, process: str) -> int:
-        return int((self.state / "run" / f"{PROCESSES[process]}.pid").read_text().strip())
+    def pid(self, process: str) -> int | None:
+        path = self.state / "run" / f"{PROCESSES[process]}.pid"
+        return int(path.read_text().strip()) if path.exists() else None
 
     def operator_settings(self) -> Settings:
         return Settings(
@@ -205,7 +214,7 @@ class ProcessMonitor:
     """Samples the RSS of every process tree twice a second; CPU snapshots on demand."""
 
     def __init__(self, stack: BenchStack) -> None:
-        self.roots = {p: stack.pid(p) for p in PROCESSES}
+        self.roots = {p: pid for p in PROCESSES if (pid := stack.pid(p)) is not None}
         self.peak_rss: dict[str, float] = dict.fromkeys(self.roots, 0.0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -669,11 +678,13 @@ def machine_line() -> str:
     return f"{os.cpu_count()} CPUs ({cpu}), Python {sys.version.split()[0]}"
 
 
-STAGES = ("ingest", "fingerprint", "match", "report", "kafka", "s3")
+STAGES = ("ingest", "fingerprint", "match", "report", "delivery", "kafka", "s3")
 
 
 def print_phase(r: PhaseResult) -> None:
-    cpu = " ".join(f"{k} {r.cpu_s_per_upload[k] * 1000:.0f}" for k in STAGES)
+    cpu = " ".join(
+        f"{k} {r.cpu_s_per_upload[k] * 1000:.0f}" for k in STAGES if k in r.cpu_s_per_upload
+    )
     total = sum(r.cpu_s_per_upload.values()) * 1000
     print(
         f"   {r.name} ({r.offered}): {r.uploads} uploads, {r.completed_per_s:.1f} completed/s "
@@ -768,7 +779,16 @@ def main(argv: list[str] | None = None) -> None:
     print(f"Pipeline benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine_line()}")
     print(f"load average before: {la[0]:.2f} / {la[1]:.2f} / {la[2]:.2f}", flush=True)
     started = time.monotonic()
-    load = build_workload(args)
+    STATE_ROOT.mkdir(parents=True, exist_ok=True)
+    # Preparing the media takes minutes on a busy machine: kept for runs with the same sizes.
+    cached = STATE_ROOT / (
+        f"workload-{args.seed}-{args.works}-{args.photo_variants}-{args.audio_count}.pickle"
+    )
+    if cached.exists():
+        load = pickle.loads(cached.read_bytes())
+    else:
+        load = build_workload(args)
+        cached.write_bytes(pickle.dumps(load))
     sizes = sorted(len(p) for p in load.photo_uploads)
     print(
         f"workload: {len(load.works)} image works, {len(load.photo_uploads)} upload JPEGs "
@@ -777,7 +797,6 @@ def main(argv: list[str] | None = None) -> None:
         f"{time.monotonic() - started:.0f} s",
         flush=True,
     )
-    STATE_ROOT.mkdir(parents=True, exist_ok=True)
     previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
     runs = []
     if args.baseline:

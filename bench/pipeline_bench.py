@@ -81,7 +81,8 @@ AUDIO_GLOBS = (
 UPLOAD_JPEG_BYTES = 300_000
 CLIP_S = 30.0
 STATE_ROOT = ROOT / ".state" / "bench-pipeline"
-RESULTS = STATE_ROOT / "results.json"
+RESULTS = STATE_ROOT / "results.json"  # this tree's runs, the last one printed beside the next
+LAST_COMPARISON = STATE_ROOT / "last-comparison.json"  # every run of the last invocation
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -724,7 +725,7 @@ def print_comparison(runs: list[dict[str, Any]]) -> None:
         for stage in STAGES:
             line(
                 f"CPU ms/upload: {stage}",
-                lambda p, s=stage: p["cpu_s_per_upload"][s] * 1000,
+                lambda p, s=stage: p["cpu_s_per_upload"].get(s, 0) * 1000,
                 ".0f",
                 False,
             )
@@ -772,7 +773,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--photo-variants", type=int, default=60, help="distinct upload JPEGs")
     ap.add_argument("--seed", type=int, default=18)
     ap.add_argument("--quick", action="store_true", help="150 works, 100 photos, 40 clips")
+    ap.add_argument("--print-last", action="store_true", help="print the last comparison again")
     args = ap.parse_args(argv)
+    if args.print_last:
+        print_comparison(json.loads(LAST_COMPARISON.read_text()))
+        return
     if args.quick:
         args.works, args.count, args.audio_count, args.photo_variants = 150, 100, 40, 30
     la = os.getloadavg()
@@ -805,6 +810,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.baseline and previous:
         runs.insert(0, {**previous[-1], "label": "previous run"})
     RESULTS.write_text(json.dumps([*previous, runs[-1]][-20:], indent=1))
+    LAST_COMPARISON.write_text(json.dumps(runs, indent=1))
     print_comparison(runs)
     la = os.getloadavg()
     print(f"\nload average after: {la[0]:.2f} / {la[1]:.2f} / {la[2]:.2f}")

@@ -1,5 +1,5 @@
-"""Landmark hashes from spectral peaks: one definition for the fingerprint service (which
-publishes them) and match (which pairs a query's dense peaks the same way)."""
+"""Landmark hashes from spectral peaks (the fingerprint service publishes them; the match index
+reads the hash layout ``f1 << 13 | (df + 32) << 6 | dt`` only as an opaque key)."""
 
 from __future__ import annotations
 

@@ -36,23 +36,31 @@ def decode_peaks(payload: str) -> tuple[np.ndarray, np.ndarray]:
     return frames, semis / np.float32(PK_UNITS_PER_SEMITONE)
 
 
-# Dense landmark peaks (``extra["landmark_peaks"]``): the landmark STFT's local maxima over a
-# smaller neighbourhood and at a higher density than the landmarks themselves, so that music under
-# a louder foreground still has its peaks among them. The match service pairs them into landmark
-# hashes on the query side (background music). base64(zlib(frame deltas u32 LE[n] + bin u8[n])).
-LANDMARK_PEAKS_KEY = "landmark_peaks"
+# Background peaks (``extra["bg_peaks"]``, fingerprint ``signals/audio_background.py``, match
+# ``index/audio_background.py``): frame and linear STFT bin of each peak, with flags saying whether
+# it is a reference peak (the music's strongest: what the index stores), a query peak (a dense
+# picking of the whitened spectrum: what a query is searched with), or both.
+# base64(zlib(frame deltas u32 LE[n] + bin u8[n] + flags u8[n])), time-sorted.
+BG_PEAKS_KEY = "bg_peaks"
+BG_REFERENCE = 1
+BG_QUERY = 2
 
 
-def encode_bin_peaks(frames: np.ndarray, bins: np.ndarray) -> str:
+def encode_background_peaks(frames: np.ndarray, bins: np.ndarray, flags: np.ndarray) -> str:
     frames = np.asarray(frames, dtype=np.int64)
     deltas = np.diff(frames, prepend=0).astype("<u4")
-    raw = deltas.tobytes() + np.clip(np.asarray(bins), 0, 255).astype(np.uint8).tobytes()
+    raw = (
+        deltas.tobytes()
+        + np.clip(np.asarray(bins), 0, 255).astype(np.uint8).tobytes()
+        + np.asarray(flags, dtype=np.uint8).tobytes()
+    )
     return base64.b64encode(zlib.compress(raw, 6)).decode("ascii")
 
 
-def decode_bin_peaks(payload: str) -> tuple[np.ndarray, np.ndarray]:
-    """(frames int64, landmark bins int64), time-sorted."""
+def decode_background_peaks(payload: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(frames int64, bins int64, flags uint8), time-sorted."""
     raw = zlib.decompress(base64.b64decode(payload))
-    n = len(raw) // 5
+    n = len(raw) // 6
     frames = np.cumsum(np.frombuffer(raw[: 4 * n], dtype="<u4").astype(np.int64))
-    return frames, np.frombuffer(raw[4 * n : 5 * n], dtype=np.uint8).astype(np.int64)
+    bins = np.frombuffer(raw[4 * n : 5 * n], dtype=np.uint8).astype(np.int64)
+    return frames, bins, np.frombuffer(raw[5 * n : 6 * n], dtype=np.uint8).copy()

@@ -33,9 +33,10 @@ from contentmatch_shared.decode_sandbox import DecoderProcess, admit, run_decode
 from contentmatch_shared.errors import MediaError
 from contentmatch_shared.fingerprints import AudioFingerprint
 from contentmatch_shared.landmark_pairs import pair_peaks
-from contentmatch_shared.peaks_payload import LANDMARK_PEAKS_KEY, PEAKS_KEY, encode_bin_peaks
+from contentmatch_shared.peaks_payload import BG_PEAKS_KEY, PEAKS_KEY
 from contentmatch_shared.settings import get_settings
 
+from .audio_config import AUDIO_FINGERPRINT
 from .audio_peaks import PeakStream
 
 SAMPLE_RATE = 11025  # Chromaprint's internal rate: decoding straight to it skips its resampler
@@ -47,25 +48,8 @@ _CHUNK_BYTES = 1 << 19  # ~24 s of PCM per read + feed (fewer, larger numpy call
 _ALGORITHM_DEFAULT = 1  # CHROMAPRINT_ALGORITHM_TEST2, what fpcalc and AcoustID use
 
 
-# Landmarks (second signal, see contentmatch_match.index.audio): spectral peaks in 300-3000 Hz,
-# paired into (f1, df, dt) hashes. Survive telephone band-pass and echo, where chroma does not.
-LM_NFFT = 512
-LM_HOP = 256  # 43.07 frames/s
-LM_BIN_LO = 14  # 301 Hz
-LM_BIN_HI = 140  # 3015 Hz (exclusive); 126 bins → 7 bits
-LM_PEAK_T = 6  # local-maximum neighbourhood: +-6 frames (140 ms) ...
-LM_PEAK_F = 6  # ... and +-6 bins (129 Hz)
-LM_PEAKS_PER_S = 10  # strongest peaks kept per second
-LM_FANOUT = 3  # targets per anchor
-LM_DT_MAX = 63  # frames (1.46 s)
-LM_DF_MAX = 31  # bins
-LM_BLOCK = 1024  # STFT frames per peak-picking block (~24 s: bounded memory, cache-sized)
-# Dense peaks (extra["landmark_peaks"], for music under a louder foreground; the match service
-# pairs them on the query side): a smaller neighbourhood, a lower contrast, more per second.
-LM_DENSE_T = 3  # frames
-LM_DENSE_F = 3  # bins
-LM_DENSE_CONTRAST = 3.0  # dB
-LM_DENSE_PEAKS_PER_S = 30
+# Landmarks (second signal, see contentmatch_match.index.audio): parameters in audio_config.
+_LM = AUDIO_FINGERPRINT.landmarks
 
 _lib = None
 
@@ -153,7 +137,7 @@ class _LandmarkStream:
     """Incremental landmarks, fed while ffmpeg is still decoding.
 
     STFT frames are computed as soon as their samples arrive (one strided ``rfft`` per chunk,
-    float32); peaks are picked block by block (``LM_BLOCK`` frames plus a margin wide enough for
+    float32); peaks are picked block by block (``_LM.block`` frames plus a margin wide enough for
     the filters), so only one block of the spectrogram is ever held and nothing is converted twice.
     The result does not depend on how the PCM is chunked.
     """
@@ -162,14 +146,13 @@ class _LandmarkStream:
         import scipy.fft  # noqa: F401  (imported here: heavy, and only the worker needs it)
 
         # int16 → [-1, 1) folded into the window: one multiply per sample instead of two
-        self._window = (np.hanning(LM_NFFT) / 32768.0).astype(np.float32)
+        self._window = (np.hanning(_LM.nfft) / 32768.0).astype(np.float32)
         self._buf = np.zeros(0, np.float32)  # samples not yet framed
         self._rows: list[np.ndarray] = []  # dB rows from frame ``_rows0`` on
         self._n_rows = 0
         self._rows0 = 0
         self._b0 = 0  # first frame whose peaks are not picked yet
         self._peaks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self._dense: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
     def feed(self, pcm: np.ndarray) -> None:
         import scipy.fft
@@ -177,66 +160,45 @@ class _LandmarkStream:
         x = np.asarray(pcm, dtype=np.float32)
         if len(self._buf):
             x = np.concatenate([self._buf, x])
-        n = max(0, (len(x) - LM_NFFT) // LM_HOP + 1)
+        n = max(0, (len(x) - _LM.nfft) // _LM.hop + 1)
         if n:
             frames = np.lib.stride_tricks.as_strided(
-                x, shape=(n, LM_NFFT), strides=(LM_HOP * x.strides[0], x.strides[0])
+                x, shape=(n, _LM.nfft), strides=(_LM.hop * x.strides[0], x.strides[0])
             )
             spec = scipy.fft.rfft(frames * self._window, axis=1, workers=1, overwrite_x=True)
-            mag = np.abs(spec[:, LM_BIN_LO:LM_BIN_HI])
+            mag = np.abs(spec[:, _LM.bin_lo : _LM.bin_hi])
             mag += np.float32(1e-5)
             db = np.log10(mag, out=mag)
             db *= np.float32(20.0)
             self._rows.append(db)
             self._n_rows += n
             self._pick(final=False)
-        self._buf = x[n * LM_HOP :].copy()
+        self._buf = x[n * _LM.hop :].copy()
 
     def _pick(self, final: bool) -> None:
-        margin = LM_PEAK_T + 8
+        margin = _LM.peak_frames + 8
         end = self._rows0 + self._n_rows  # frames computed so far
-        while self._b0 < end and (final or self._b0 + LM_BLOCK + margin <= end):
+        while self._b0 < end and (final or self._b0 + _LM.block + margin <= end):
             if len(self._rows) > 1:
                 self._rows = [np.concatenate(self._rows)]
             rows = self._rows[0]
             b0 = self._b0
             a = max(0, b0 - margin)
-            b = min(end, b0 + LM_BLOCK + margin)
+            b = min(end, b0 + _LM.block + margin)
             block = rows[a - self._rows0 : b - self._rows0]
-            for (t, f, v), out in zip(
-                _block_maxima(block, _LANDMARK_AND_DENSE), (self._peaks, self._dense), strict=True
-            ):
-                t = t + a
-                own = (t >= b0) & (t < min(end, b0 + LM_BLOCK))
-                out.append((t[own], f[own], v[own]))
-            self._b0 = b0 + LM_BLOCK
+            t, f, v = _block_peaks(block)
+            t = t + a
+            own = (t >= b0) & (t < min(end, b0 + _LM.block))
+            self._peaks.append((t[own], f[own], v[own]))
+            self._b0 = b0 + _LM.block
             keep = max(0, self._b0 - margin) - self._rows0
             if keep > 0:
                 self._rows = [rows[keep:]]
                 self._rows0 += keep
                 self._n_rows -= keep
 
-    def dense_peaks(self) -> str:
-        """The dense peaks' payload (after ``finish``): the strongest LM_DENSE_PEAKS_PER_S of
-        every second, time-sorted."""
-        if not self._dense:
-            return encode_bin_peaks(np.zeros(0, np.int64), np.zeros(0, np.int64))
-        t = np.concatenate([p[0] for p in self._dense])
-        f = np.concatenate([p[1] for p in self._dense])
-        v = np.concatenate([p[2] for p in self._dense])
-        # the budget is per quarter second: in a pause of the foreground the music's peaks get
-        # their share (per second, the foreground's stronger peaks would take all of it)
-        sec = (t * LM_HOP * 4) // SAMPLE_RATE
-        order = np.lexsort((-v, sec))
-        t, f, sec = t[order], f[order], sec[order]
-        per = LM_DENSE_PEAKS_PER_S // 4
-        keep = (np.arange(len(sec)) - np.searchsorted(sec, sec, "left")) < per
-        t, f = t[keep], f[keep]
-        order = np.lexsort((f, t))
-        return encode_bin_peaks(t[order], f[order])
-
     def finish(self) -> tuple[np.ndarray, np.ndarray]:
-        if self._rows0 + self._n_rows >= 2 * LM_PEAK_T + 2:
+        if self._rows0 + self._n_rows >= 2 * _LM.peak_frames + 2:
             self._pick(final=True)
         self._rows = []
         if not self._peaks:
@@ -282,17 +244,11 @@ def _window_reduce(op, x: np.ndarray, w: int, axis: int) -> np.ndarray:
     return out
 
 
-_MEAN_F = 33  # bins of the local mean behind the peak contrast
-
-
 def _block_peaks(s_db: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Local maxima of one block of the dB spectrogram: (frame, bin, contrast) in the block.
 
     Same as ``scipy.ndimage`` ``maximum_filter`` / ``uniform_filter`` with ``mode="nearest"``."""
-    return _block_maxima(s_db, ((LM_PEAK_T, LM_PEAK_F, 6.0),))[0]
-
-
-_LANDMARK_AND_DENSE = ((LM_PEAK_T, LM_PEAK_F, 6.0), (LM_DENSE_T, LM_DENSE_F, LM_DENSE_CONTRAST))
+    return _block_maxima(s_db, ((_LM.peak_frames, _LM.peak_bins, _LM.contrast_db),))[0]
 
 
 def _block_maxima(
@@ -300,15 +256,15 @@ def _block_maxima(
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Local maxima for each (half-width in frames, in bins, minimum contrast) of ``specs``
     (half-widths at most the landmarks'), sharing one contrast computation."""
-    wt = 2 * LM_PEAK_T + 1
-    pf = _MEAN_F // 2
-    x = np.pad(s_db, ((LM_PEAK_T, LM_PEAK_T), (pf, pf)), mode="edge")
+    wt = 2 * _LM.peak_frames + 1
+    pf = _LM.mean_bins // 2
+    x = np.pad(s_db, ((_LM.peak_frames, _LM.peak_frames), (pf, pf)), mode="edge")
     # contrast against a wide local mean: robust to EQ / band-pass tilt and to level
-    local_sum = _window_reduce(np.add, _window_reduce(np.add, x, wt, 0), _MEAN_F, 1)
-    contrast = s_db - local_sum * np.float32(1.0 / (wt * _MEAN_F))
+    local_sum = _window_reduce(np.add, _window_reduce(np.add, x, wt, 0), _LM.mean_bins, 1)
+    contrast = s_db - local_sum * np.float32(1.0 / (wt * _LM.mean_bins))
     out = []
     for peak_t, peak_f, min_contrast in specs:
-        dt = LM_PEAK_T - peak_t
+        dt = _LM.peak_frames - peak_t
         inner = x[dt : x.shape[0] - dt, pf - peak_f : x.shape[1] - (pf - peak_f)]
         local_max = _window_reduce(
             np.maximum, _window_reduce(np.maximum, inner, 2 * peak_t + 1, 0), 2 * peak_f + 1, 1
@@ -324,16 +280,16 @@ def _block_maxima(
 def _pair_peaks(t: np.ndarray, f: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if len(t) == 0:
         return np.zeros(0, np.uint32), np.zeros(0, np.uint32)
-    # density control: the strongest LM_PEAKS_PER_S peaks of every second
-    sec = (t * LM_HOP) // SAMPLE_RATE
+    # density control: the strongest _LM.peaks_per_s peaks of every second
+    sec = (t * _LM.hop) // SAMPLE_RATE
     order = np.lexsort((-v, sec))
     t, f, sec = t[order], f[order], sec[order]
     first = np.searchsorted(sec, sec, "left")
-    keep = (np.arange(len(sec)) - first) < LM_PEAKS_PER_S
+    keep = (np.arange(len(sec)) - first) < _LM.peaks_per_s
     t, f = t[keep], f[keep]
     order = np.lexsort((f, t))
     t, f = t[order].astype(np.int64), f[order].astype(np.int64)
-    return pair_peaks(t, f, fanout=LM_FANOUT, dt_max=LM_DT_MAX, df_max=LM_DF_MAX)
+    return pair_peaks(t, f, fanout=_LM.fanout, dt_max=_LM.dt_max, df_max=_LM.df_max)
 
 
 def encode_landmarks(hashes: np.ndarray, frames: np.ndarray) -> str:
@@ -509,6 +465,6 @@ def fingerprint_audio(path: str, max_duration_s: float | None = None) -> AudioFi
             "landmarks": encode_landmarks(lm_hashes, lm_frames),
             "landmark_count": len(lm_hashes),
             PEAKS_KEY: pk.payload(),
-            LANDMARK_PEAKS_KEY: lm.dense_peaks(),
+            BG_PEAKS_KEY: pk.background_payload(),
         },
     )

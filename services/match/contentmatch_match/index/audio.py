@@ -3,11 +3,11 @@
 Two signals, searched independently and merged per work:
 
 ``chromaprint`` (``AudioFingerprint.chromaprint``, ~8.08 raw 32-bit items per second)
-    Inverted index from the top ``CP_KEY_BITS`` bits of every item (the most robust bits) to the
+    Inverted index from the top ``_CP.key_bits`` bits of every item (the most robust bits) to the
     item's global position. A query votes for diagonals ``ref_position - query_position`` in coarse
     buckets (so +-3 % tempo drift still piles up in one bucket); the best buckets are verified on
     the aligned stretch: a small grid of time-scale factors and offsets is tried, the per-item bit
-    error rate (BER) is smoothed, and runs below ``CP_SEG_BER`` become segments. Strong on clean /
+    error rate (BER) is smoothed, and runs below ``_CP.seg_ber`` become segments. Strong on clean /
     MP3 / noise / volume / tempo; weak on band-limited audio (phone) where chroma changes.
 
 ``landmarks`` (``AudioFingerprint.extra["landmarks"]``, see the fingerprint signal)
@@ -20,7 +20,7 @@ uint32 positions) searched with ``np.searchsorted``; each add is a small run, ru
 geometrically, removed works are filtered at query time and purged by compaction. Chromaprint items
 are kept in one arena (uint32) for verification. Everything is guarded by one lock.
 
-All thresholds live in the "calibration" block below; see the comments there.
+All thresholds live in ``audio_config.AUDIO_MATCH``.
 """
 
 from __future__ import annotations
@@ -33,67 +33,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import audio_background as bg
+from .audio_config import AUDIO_MATCH
 from .audio_shift import N_KEYS as SH_N_KEYS
-from .audio_shift import (
-    SH_LEAD_PITCH,
-    SH_LEAD_SCALE,
-    SH_SKIP_BER,
-    SH_SKIP_COVERAGE,
-    TripletIndex,
-    Triplets,
-    decode_triplets,
-)
+from .audio_shift import TripletIndex, Triplets, decode_triplets
 from .base import IndexHit, Segment
 
-# ------------------------------------------------------------------------------------ calibration
-# Calibrated with bench/audio_bench.py and a loose-threshold sweep on the Debian game-music corpus
-# (66 tracks, 2.6 h; 53 registered, 13 never registered), 10 s and 5 s queries under clean / MP3 /
-# pink noise / telephone / echo / tempo +3 %:
-# * Chromaprint runs from never-registered queries (wrong works): runs >= 20 items had BER >= 0.224,
-#   runs of 12-19 items BER >= 0.199 (short runs are few independent samples: items overlap 15/16).
-#   True matches: clean/MP3/volume 0.01-0.08, pink noise 10 dB <= 0.12, tempo +3 % (after the scale
-#   search) mostly <= 0.18; echo and telephone are often worse and are left to the landmarks.
-#   Hence CP_MAX_BER 0.20 for runs >= 4 s, sliding to 0.14 for 1.5 s runs.
-# * Landmarks from never-registered queries: at most 7 agreeing hashes in one offset bucket;
-#   true matches (all degradations, 10 s) mostly 20-300. LM_MIN_MATCHES = 10.
-# Tracks that re-use another track's theme (HellFortressEntrance/HellFortressTwo, AmbientBattle/
-# TechBattle, a remix) match at BER 0.12-0.2 over whole clips: that is shared music, reported.
-CP_KEY_BITS = 16  # key = item >> 16; exact top-16 match rate: clean 0.63, noise 0.49, tempo 0.28
-CP_BUCKET = 4  # items per diagonal bucket (0.5 s); two phases, so drift of +-2 items stays together
-CP_MIN_VOTES = 2  # distinct query items agreeing on a bucket before it is verified
-CP_MAX_CANDIDATES = 40  # buckets verified per query (plus one per 40 query items for long mixes)
-CP_SCALES = np.round(np.arange(0.95, 1.0501, 0.01), 4)  # time-scale grid (tempo -5..+5 %)
-CP_SMOOTH = 9  # items (~1.1 s) of moving average before thresholding the per-item BER
-CP_SEG_BER = 0.33  # smoothed BER under which items belong to a matched run
-CP_MAX_BER = 0.20  # a run's mean BER must be under this to count as a match
-CP_MIN_SEG_ITEMS = 12  # ~1.5 s of items (a 5 s clip has ~20 items)
-CP_LONG_SEG_ITEMS = 32  # runs this long (~4 s) get CP_MAX_BER; shorter ones down to ...
-CP_MAX_BER_SHORT = 0.14  # ... this at CP_MIN_SEG_ITEMS
-CP_KEY_CAP_FACTOR = 40  # skip query keys whose posting list is > this x the mean list (silence...)
-CP_KEY_CAP_MIN = 2000
-CP_BER_RANDOM = 0.5  # BER of unrelated audio; score = 1 - BER / CP_BER_RANDOM
-# Silence, near-silence and one held frame give (nearly) the same item over and over; two such
-# stretches agree at BER ~0 whatever they are, so they are no evidence. An item is static when the
-# items CP_STATIC_LAG apart around it differ by fewer than CP_STATIC_BITS bits on average (music:
-# >= 4 bits at the 1st percentile of windows, digital silence 0, a -78 dBFS noise floor < 2).
-CP_STATIC_LAG = 8  # items (~1 s)
-CP_STATIC_BITS = 2.5
+# Thresholds: audio_config.AUDIO_MATCH (docs/audio.md tells how they were set).
+_CP = AUDIO_MATCH.chromaprint
+_LM = AUDIO_MATCH.landmarks
+_SH = AUDIO_MATCH.triplets
+CP_SCALES = np.round(np.arange(_CP.scale_min, _CP.scale_max + 1e-4, _CP.scale_step), 4)
 
-# Landmarks (times in STFT frames of the fingerprint signal, 11025 Hz / hop 256 ~ 43.07 frames/s).
+# Landmark times are STFT frames of the fingerprint signal (11025 Hz / hop 256 ~ 43.07 frames/s).
 LM_FRAME_RATE = 11025 / 256
-LM_KEY_BITS = 20
-LM_BUCKET = 8  # frames per offset bucket (~0.19 s); two phases
-LM_MIN_MATCHES = 10  # distinct agreeing hashes (never-registered 10 s queries: <= 7 seen)
-LM_MIN_DENSITY = 0.02  # ... and at least this fraction of the query's hashes in the matched span
-LM_MAX_CANDIDATES = 20
-LM_SCORE_HALF = 20.0  # score = m / (m + LM_SCORE_HALF): 0.33 at the threshold, 0.83 at 100
-LM_KEY_CAP_FACTOR = 60
-LM_KEY_CAP_MIN = 1000
-LM_TEMPO_SLACK = 0.05  # time-scale tolerance when grouping landmark votes into one segment
-LM_TIE_COUNT_RATIO = 0.6  # repeats of a loop: a runner-up alignment with >= 0.6 x the votes ...
-LM_TIE_BER_MARGIN = 0.03  # ... and a Chromaprint BER this much lower wins (_tie_break_repeats)
-LM_EDGE_GAP_S = 2.0  # a few agreeing hashes this far from the rest at a span's edge are chance ...
-LM_EDGE_MIN = 4  # ... unless there are at least this many; they do not stretch the segment
 
 # Item geometry of Chromaprint's default algorithm at 11025 Hz.
 CP_DEFAULT_RATE = 11025 / 1365
@@ -134,7 +86,7 @@ class _Query:
     lm_hashes: np.ndarray | None
     lm_frames: np.ndarray | None
     triplets: Triplets | None = None
-    extra: dict | None = None  # the rest of the payload, decoded on demand (dense peaks)
+    background: bg.BackgroundPeaks | None = None
 
 
 def _parse(fingerprint: object) -> _Query:
@@ -149,8 +101,7 @@ def _parse(fingerprint: object) -> _Query:
     lm_h = lm_f = None
     if isinstance(extra, dict) and extra.get("landmarks"):
         lm_h, lm_f = decode_landmarks(str(extra["landmarks"]))
-    rest = extra if isinstance(extra, dict) else None
-    return _Query(items, rate, duration, lm_h, lm_f, decode_triplets(extra), rest)
+    return _Query(items, rate, duration, lm_h, lm_f, decode_triplets(extra), bg.decode(extra))
 
 
 # ---------------------------------------------------------------------------- inverted LSM runs
@@ -260,10 +211,12 @@ class AudioIndex:
         self._arena = np.zeros(1 << 16, np.uint32)
         self._arena_used = 0
         self._lm_next = 0
-        self._cp = _Runs(np.uint16 if CP_KEY_BITS <= 16 else np.uint32)
+        self._cp = _Runs(np.uint16 if _CP.key_bits <= 16 else np.uint32)
         self._lm = _Runs(np.uint32)
         # third signal: pitch/speed-invariant peak triplets (index/audio_shift.py)
         self._sh = TripletIndex(lambda: _Runs(np.uint16 if SH_N_KEYS <= 1 << 16 else np.uint32))
+        # fourth signal: music under a louder foreground (index/audio_background.py)
+        self._bg = bg.BackgroundIndex(lambda: _Runs(np.uint32))
         self._dead_items = 0
 
     # ---------------------------------------------------------------- MediaIndex protocol
@@ -279,6 +232,7 @@ class AudioIndex:
                 + self._cp.nbytes()
                 + self._lm.nbytes()
                 + self._sh.nbytes()
+                + self._bg.nbytes()
                 + self._cp_starts.nbytes
                 + self._lm_starts.nbytes
                 + self._alive.nbytes
@@ -308,14 +262,15 @@ class AudioIndex:
             self._alive = np.append(self._alive, True)
             if n:
                 self._cp.add(
-                    q.items >> np.uint32(32 - CP_KEY_BITS), np.arange(cp_start, cp_start + n)
+                    q.items >> np.uint32(32 - _CP.key_bits), np.arange(cp_start, cp_start + n)
                 )
             if lm_len:
                 self._lm.add(
-                    q.lm_hashes & np.uint32((1 << LM_KEY_BITS) - 1),
+                    q.lm_hashes & np.uint32((1 << _LM.key_bits) - 1),
                     q.lm_frames.astype(np.int64) + lm_start,
                 )
             self._sh.add(slot_id, q.triplets)
+            self._bg.add(slot_id, _live_background(q))
 
     def remove(self, work_id: str) -> None:
         with self._lock:
@@ -329,12 +284,10 @@ class AudioIndex:
             matches = self._search_chromaprint(q) + self._search_landmarks(q)
             # the triplets are for pitch / time-scale changes: not needed where Chromaprint
             # already covers the whole query at its own alignment
-            if _covered(matches, q.duration_s) < SH_SKIP_COVERAGE:
+            if _covered(matches, q.duration_s) < _SH.skip_coverage:
                 matches += self._search_triplets(q)
-            if not matches and bg.BG_ENABLED:  # registered music in the background?
-                dense = bg.dense_landmarks(q.extra)
-                if dense is not None:
-                    matches = self._search_landmarks(q, dense)
+            if not matches and AUDIO_MATCH.background.enabled and q.background is not None:
+                matches = self._search_background(q)  # registered music in the background?
             merged = _merge_matches(matches)
             self._resolve_overlaps(q, merged)
         merged.sort(key=lambda m: -m.score)
@@ -404,6 +357,7 @@ class AudioIndex:
         self._cp.remap(lambda p: p.astype(np.int64) + cp_shift[slot_of(cp_starts, p)])
         self._lm.remap(lambda p: p.astype(np.int64) + lm_shift[slot_of(lm_starts, p)])
         self._sh.compact(alive)
+        self._bg.compact(alive)
 
         slots = []
         self._by_work = {}
@@ -427,15 +381,15 @@ class AudioIndex:
     def _search_chromaprint(self, q: _Query) -> list[_Match]:
         items = q.items
         nq = len(items)
-        if nq < CP_MIN_SEG_ITEMS or self._cp.size() == 0:
+        if nq < _CP.min_seg_items or self._cp.size() == 0:
             return []
-        cap = max(CP_KEY_CAP_MIN, CP_KEY_CAP_FACTOR * self._cp.size() // (1 << CP_KEY_BITS))
-        qi, pos = self._cp.lookup(items >> np.uint32(32 - CP_KEY_BITS), cap)
+        cap = max(_CP.key_cap_min, _CP.key_cap_factor * self._cp.size() // (1 << _CP.key_bits))
+        qi, pos = self._cp.lookup(items >> np.uint32(32 - _CP.key_bits), cap)
         if len(qi) == 0:
             return []
         q_static = static_items(items)
         diag = pos - qi + nq  # >= 0
-        cands = _top_buckets(diag, qi, nq, CP_BUCKET, CP_MIN_VOTES, CP_MAX_CANDIDATES + nq // 40)
+        cands = _top_buckets(diag, qi, nq, _CP.bucket, _CP.min_votes, _CP.max_candidates + nq // 40)
         matches: list[_Match] = []
         seen: list[tuple[int, float, float, int, int]] = []  # (slot, offset, scale, j0, j1)
         for sel in cands:
@@ -446,7 +400,7 @@ class AudioIndex:
             slot = self._slots[slot_id]
             local = p - slot.cp_start
             inside = (local >= 0) & (local < slot.cp_len)
-            if inside.sum() < CP_MIN_VOTES:
+            if inside.sum() < _CP.min_votes:
                 continue
             ref = self._arena[slot.cp_start : slot.cp_start + slot.cp_len]
             m = _verify_chromaprint(items, ref, j[inside], local[inside])
@@ -479,7 +433,7 @@ class AudioIndex:
                     _Match(
                         slot.work_id,
                         "chromaprint",
-                        1.0 - ber / CP_BER_RANDOM,
+                        1.0 - ber / _CP.ber_random,
                         ber,
                         [seg],
                         {
@@ -527,22 +481,46 @@ class AudioIndex:
 
     # ---------------------------------------------------------------- landmarks
 
-    def _search_landmarks(
-        self, q: _Query, dense: tuple[np.ndarray, np.ndarray] | None = None
-    ) -> list[_Match]:
-        """Landmark voting; with ``dense`` (the query's dense-peak hashes, see
-        audio_background.py) the background-music pass with its own thresholds."""
-        q_hashes, q_frames = (q.lm_hashes, q.lm_frames) if dense is None else dense
-        min_matches = LM_MIN_MATCHES if dense is None else bg.BG_MIN_MATCHES
-        min_density = LM_MIN_DENSITY if dense is None else bg.BG_MIN_DENSITY
-        max_cands = LM_MAX_CANDIDATES if dense is None else bg.BG_MAX_CANDIDATES
-        signal = "landmarks" if dense is None else "landmarks_dense"
-        bucket = LM_BUCKET if dense is None else bg.BG_BUCKET
+    def _search_background(self, q: _Query) -> list[_Match]:
+        peaks = _live_background(q)
+        if peaks is None:
+            return []
+        out = []
+        for m in self._bg.search(peaks, self._alive):
+            slot = self._slots[m.slot]
+            fr = bg.PK_FRAME_RATE
+            pad = 0.25  # s: the edges of the span are a little inside the audio
+            qs = max(0.0, m.query_frames[0] / fr - pad)
+            qe = min(q.duration_s, m.query_frames[-1] / fr + pad + 1024 / 11025)
+            if qs < 1.0:
+                qs = 0.0
+            if q.duration_s - qe < 1.0:
+                qe = q.duration_s
+            off = m.offset / fr
+            seg = Segment(
+                query_start=round(qs, 3),
+                query_end=round(qe, 3),
+                ref_start=round(max(0.0, qs + off), 3),
+                ref_end=round(max(0.0, qe + off), 3),
+            )
+            score = m.z / (m.z + AUDIO_MATCH.background.score_half)
+            evidence: dict[str, object] = {
+                "background_z": round(float(m.z), 2),
+                "background_matches": m.count,
+            }
+            out.append(_Match(slot.work_id, "background", score, 1.0 - score, [seg], evidence))
+        return out
+
+    def _search_landmarks(self, q: _Query) -> list[_Match]:
+        """Landmark voting: distinct agreeing hashes per (work, offset bucket)."""
+        q_hashes, q_frames = q.lm_hashes, q.lm_frames
+        min_matches, min_density, max_cands = _LM.min_matches, _LM.min_density, _LM.max_candidates
+        signal, bucket = "landmarks", _LM.bucket
         if q_hashes is None or q_frames is None or len(q_hashes) == 0 or self._lm.size() == 0:
             return []
-        hashes = q_hashes & np.uint32((1 << LM_KEY_BITS) - 1)
+        hashes = q_hashes & np.uint32((1 << _LM.key_bits) - 1)
         qt = q_frames.astype(np.int64)
-        cap = max(LM_KEY_CAP_MIN, LM_KEY_CAP_FACTOR * self._lm.size() // (1 << LM_KEY_BITS))
+        cap = max(_LM.key_cap_min, _LM.key_cap_factor * self._lm.size() // (1 << _LM.key_bits))
         qi, pos = self._lm.lookup(hashes, cap)
         if len(qi) == 0:
             return []
@@ -587,12 +565,10 @@ class AudioIndex:
             core = _supported_span(t_m)
             t_m, r_m = t_m[core], r_m[core]
             q0, q1 = int(t_m.min()), int(t_m.max())
-            if dense is not None and (q1 - q0) / LM_FRAME_RATE < bg.BG_MIN_SPAN_S:
-                continue
             off = float(np.median(r_m - t_m))
             if q1 > q0 + 20:
                 scale = float(
-                    np.clip(np.polyfit(t_m, r_m, 1)[0], 1 - LM_TEMPO_SLACK, 1 + LM_TEMPO_SLACK)
+                    np.clip(np.polyfit(t_m, r_m, 1)[0], 1 - _LM.tempo_slack, 1 + _LM.tempo_slack)
                 )
             else:
                 scale = 1.0
@@ -614,7 +590,7 @@ class AudioIndex:
                 ref_start=round(rs, 3),
                 ref_end=round(re, 3),
             )
-            score = n / (n + LM_SCORE_HALF)
+            score = n / (n + _LM.score_half)
             evidence: dict[str, object] = {
                 "landmark_matches": n,
                 "landmark_density": round(n / max(1, n_in_span), 3),
@@ -632,7 +608,7 @@ class AudioIndex:
         """Two works claiming the same stretch of the query at an edge of one of them (a mashup's
         join): the overlap goes to the work whose alignment the Chromaprint items support there;
         the other's segment is trimmed if its own BER over the overlap is not even under
-        ``CP_SEG_BER``. Shared music (both supported) and unmeasurable overlaps are left alone."""
+        ``_CP.seg_ber``. Shared music (both supported) and unmeasurable overlaps are left alone."""
         if len(merged) < 2:
             return
         for m in merged:
@@ -642,7 +618,7 @@ class AudioIndex:
                         continue
                     for t in o.segments:
                         a, b = max(s.query_start, t.query_start), min(s.query_end, t.query_end)
-                        if b - a < CP_MIN_SEG_ITEMS / q.item_rate:
+                        if b - a < _CP.min_seg_items / q.item_rate:
                             continue
                         at_start, at_end = a <= s.query_start + 1e-6, b >= s.query_end - 1e-6
                         if at_start == at_end:  # inside s, or covering all of s: not a join
@@ -651,7 +627,7 @@ class AudioIndex:
                         theirs = self._seg_ber(q, o.work_id, t, a, b)
                         if mine is None or theirs is None:
                             continue
-                        if mine >= CP_SEG_BER and theirs < CP_SEG_BER:
+                        if mine >= _CP.seg_ber and theirs < _CP.seg_ber:
                             s = (
                                 _extend(s, b, s.query_end)
                                 if at_start
@@ -679,14 +655,14 @@ class AudioIndex:
         ``t_ref = off_s + scale * t_query`` (best of +-1 item), or None if too little overlaps."""
         rate = q.item_rate
         j = np.arange(max(0, int(qs * rate)), min(len(q.items), int(qe * rate) + 1))
-        if len(j) < CP_MIN_SEG_ITEMS or slot.cp_len == 0:
+        if len(j) < _CP.min_seg_items or slot.cp_len == 0:
             return None
         ref = self._arena[slot.cp_start : slot.cp_start + slot.cp_len]
         best = None
         for d in (-1, 0, 1):
             r = np.rint(off_s * slot.item_rate + scale * j + d).astype(np.int64)
             ok = (r >= 0) & (r < len(ref))
-            if ok.sum() < CP_MIN_SEG_ITEMS:
+            if ok.sum() < _CP.min_seg_items:
                 continue
             ber = float(_popcount(q.items[j[ok]] ^ ref[r[ok]]).mean()) / 32.0
             best = ber if best is None else min(best, ber)
@@ -700,8 +676,8 @@ def _tie_break_repeats(matches: list[_Match]) -> list[_Match]:
     """Looping music: one query span can align with several repeats inside the same work, and the
     landmark counts of a loose repeat and of the true place are often close (telephone, echo).
     Among landmark matches of one work whose query spans overlap, one whose landmark count is
-    within ``LM_TIE_COUNT_RATIO`` of the leader's and whose Chromaprint BER at its alignment is
-    at least ``LM_TIE_BER_MARGIN`` lower takes the lead (its score is raised just above)."""
+    within ``_LM.tie_count_ratio`` of the leader's and whose Chromaprint BER at its alignment is
+    at least ``_LM.tie_ber_margin`` lower takes the lead (its score is raised just above)."""
     by_work: dict[str, list[_Match]] = {}
     for m in matches:
         by_work.setdefault(m.work_id, []).append(m)
@@ -718,10 +694,10 @@ def _tie_break_repeats(matches: list[_Match]) -> list[_Match]:
                 ber is None
                 or _overlap(m.segments[0], lead.segments[0]) <= 0
                 or int(m.evidence["landmark_matches"])
-                < LM_TIE_COUNT_RATIO * int(lead.evidence["landmark_matches"])
+                < _LM.tie_count_ratio * int(lead.evidence["landmark_matches"])
             ):
                 continue
-            clearly_better = lead_ber is None or float(ber) <= float(lead_ber) - LM_TIE_BER_MARGIN
+            clearly_better = lead_ber is None or float(ber) <= float(lead_ber) - _LM.tie_ber_margin
             if clearly_better and (
                 best is None or float(ber) < float(best.evidence["chromaprint_ber"])
             ):
@@ -735,16 +711,16 @@ def _tie_break_repeats(matches: list[_Match]) -> list[_Match]:
 
 def _supported_span(t: np.ndarray) -> np.ndarray:
     """Mask of the agreeing landmark hashes (query frames ``t``) that define a segment's span:
-    groups of fewer than ``LM_EDGE_MIN`` hashes at either end, cut off from the rest by a gap of
-    more than ``LM_EDGE_GAP_S``, are dropped (chance agreement, not the work playing there)."""
+    groups of fewer than ``_LM.edge_min`` hashes at either end, cut off from the rest by a gap of
+    more than ``_LM.edge_gap_s``, are dropped (chance agreement, not the work playing there)."""
     order = np.argsort(t, kind="stable")
     ts = t[order]
-    cuts = np.flatnonzero(np.diff(ts) > LM_EDGE_GAP_S * LM_FRAME_RATE) + 1
+    cuts = np.flatnonzero(np.diff(ts) > _LM.edge_gap_s * LM_FRAME_RATE) + 1
     groups = np.split(np.arange(len(ts)), cuts)
     lo, hi = 0, len(groups) - 1
-    while lo < hi and len(groups[lo]) < LM_EDGE_MIN:
+    while lo < hi and len(groups[lo]) < _LM.edge_min:
         lo += 1
-    while hi > lo and len(groups[hi]) < LM_EDGE_MIN:
+    while hi > lo and len(groups[hi]) < _LM.edge_min:
         hi -= 1
     keep = np.zeros(len(t), bool)
     keep[order[groups[lo][0] : groups[hi][-1] + 1]] = True
@@ -786,14 +762,10 @@ def _verify_chromaprint(items: np.ndarray, ref: np.ndarray, j: np.ndarray, local
     jj = np.arange(nq)
     jc_lo, jc_hi = max(0, int(j.min()) - 12), min(nq, int(j.max()) + 13)
     best = None
-    rows_o, rows_s = [], []
-    for s in CP_SCALES:
-        o = float(np.median(local - s * j))
-        for d in (-1.0, 0.0, 1.0):
-            rows_o.append(o + d)
-            rows_s.append(s)
-    ro = np.array(rows_o)[:, None]
-    rs = np.array(rows_s)[:, None]
+    # the median offset of the votes at every scale (one call for the grid), +-1 item
+    o = np.median(local[None, :] - CP_SCALES[:, None] * j[None, :], axis=1)
+    ro = (o[:, None] + np.array([-1.0, 0.0, 1.0])[None, :]).reshape(-1, 1)
+    rs = np.repeat(CP_SCALES, 3)[:, None]
     r = np.rint(ro + rs * jj[None, :]).astype(np.int64)
     valid = (r >= 0) & (r < len(ref))
     e = np.where(valid, _popcount(items[None, :] ^ ref[np.clip(r, 0, len(ref) - 1)]), 32).astype(
@@ -803,11 +775,11 @@ def _verify_chromaprint(items: np.ndarray, ref: np.ndarray, j: np.ndarray, local
     vwin = valid[:, jc_lo:jc_hi]
     nvalid = vwin.sum(axis=1)
     mean = np.where(
-        nvalid >= CP_MIN_SEG_ITEMS, (win * vwin).sum(axis=1) / np.maximum(nvalid, 1), 32.0
+        nvalid >= _CP.min_seg_items, (win * vwin).sum(axis=1) / np.maximum(nvalid, 1), 32.0
     )
     # prefer scale 1 unless another scale is clearly better (0.25 bit per 1 % of stretch)
     k = int(np.argmin(mean + 25.0 * np.abs(rs[:, 0] - 1.0)))
-    if mean[k] / 32.0 > CP_SEG_BER + 0.08:
+    if mean[k] / 32.0 > _CP.seg_ber + 0.08:
         return None
     best = (float(ro[k, 0]), float(rs[k, 0]), np.where(valid[k], e[k], np.nan))
     return best
@@ -815,10 +787,10 @@ def _verify_chromaprint(items: np.ndarray, ref: np.ndarray, j: np.ndarray, local
 
 def static_items(items: np.ndarray) -> np.ndarray:
     """Mask of the items that sit in silence, near-silence or one held frame (see
-    ``CP_STATIC_BITS``): the mean bit change over ``CP_STATIC_LAG`` items, taken over the lags
-    that touch the item, is below ``CP_STATIC_BITS``."""
+    ``_CP.static_bits``): the mean bit change over ``_CP.static_lag`` items, taken over the lags
+    that touch the item, is below ``_CP.static_bits``."""
     n = len(items)
-    k = CP_STATIC_LAG
+    k = _CP.static_lag
     if n <= k:
         return np.zeros(n, bool)
     d = _popcount(items[k:] ^ items[:-k]).astype(np.float32)  # d[i]: items i and i + k
@@ -827,7 +799,7 @@ def static_items(items: np.ndarray) -> np.ndarray:
     lo = np.clip(i - k, 0, len(d))  # lags starting in [i - k, i] touch item i
     hi = np.clip(i + 1, 0, len(d))
     mean = (c[hi] - c[lo]) / np.maximum(hi - lo, 1)
-    return mean < CP_STATIC_BITS
+    return mean < _CP.static_bits
 
 
 def _frames_static(frames: np.ndarray, static: np.ndarray, item_rate: float) -> np.ndarray:
@@ -836,6 +808,16 @@ def _frames_static(frames: np.ndarray, static: np.ndarray, item_rate: float) -> 
         return np.zeros(len(frames), bool)
     j = np.rint((frames / LM_FRAME_RATE - CP_ITEM_SPAN_S / 2) * item_rate).astype(np.int64)
     return static[np.clip(j, 0, len(static) - 1)]
+
+
+def _live_background(q: _Query) -> bg.BackgroundPeaks | None:
+    """The background peaks outside silence and held frames (static Chromaprint items): a held
+    chord has peaks in the same bins frame after frame, which agree at every offset."""
+    p = q.background
+    if p is None:
+        return None
+    keep = ~_frames_static(p.frames, static_items(q.items), q.item_rate)
+    return bg.BackgroundPeaks(p.frames[keep], p.bins[keep], p.reference[keep])
 
 
 def _mask_static(
@@ -848,21 +830,21 @@ def _mask_static(
     if not ok.any():
         return errs
     lo, hi = int(r[ok].min()), int(r[ok].max()) + 1
-    a, b = max(0, lo - CP_STATIC_LAG), min(len(ref), hi + CP_STATIC_LAG)
+    a, b = max(0, lo - _CP.static_lag), min(len(ref), hi + _CP.static_lag)
     r_static = np.zeros(len(errs), bool)
     r_static[ok] = static_items(ref[a:b])[r[ok] - a]
     return np.where(q_static | r_static, np.nan, errs)
 
 
 def _runs_below(errs: np.ndarray) -> list[tuple[int, int, float]]:
-    """Runs (j0, j1 inclusive, mean BER) where smoothed BER < CP_SEG_BER, long and good enough."""
+    """Runs (j0, j1 inclusive, mean BER) where smoothed BER < _CP.seg_ber, long and good enough."""
     valid = ~np.isnan(errs)
     e = np.where(valid, errs, 32.0) / 32.0
     n = len(e)
-    w = min(CP_SMOOTH, n)
+    w = min(_CP.smooth, n)
     kernel = np.ones(w) / w
     sm = np.convolve(np.pad(e, (w // 2, w - 1 - w // 2), mode="edge"), kernel, mode="valid")
-    mask = (sm < CP_SEG_BER) & valid
+    mask = (sm < _CP.seg_ber) & valid
     out = []
     if not mask.any():
         return out
@@ -870,11 +852,11 @@ def _runs_below(errs: np.ndarray) -> list[tuple[int, int, float]]:
     for a, b in zip(edges[::2], edges[1::2], strict=True):
         j0, j1 = int(a), int(b) - 1
         # trim edge items that are individually bad
-        while j0 < j1 and e[j0] > CP_SEG_BER + 0.1:
+        while j0 < j1 and e[j0] > _CP.seg_ber + 0.1:
             j0 += 1
-        while j1 > j0 and e[j1] > CP_SEG_BER + 0.1:
+        while j1 > j0 and e[j1] > _CP.seg_ber + 0.1:
             j1 -= 1
-        if j1 - j0 + 1 < CP_MIN_SEG_ITEMS:
+        if j1 - j0 + 1 < _CP.min_seg_items:
             continue
         ber = float(e[j0 : j1 + 1].mean())
         if ber <= _max_ber(j1 - j0 + 1):
@@ -885,10 +867,10 @@ def _runs_below(errs: np.ndarray) -> list[tuple[int, int, float]]:
 def _max_ber(n_items: int) -> float:
     """Acceptance BER for a run of ``n_items``: short runs are few independent samples (items
     overlap 15/16), so they must be much cleaner than long ones."""
-    if n_items >= CP_LONG_SEG_ITEMS:
-        return CP_MAX_BER
-    f = (n_items - CP_MIN_SEG_ITEMS) / max(1, CP_LONG_SEG_ITEMS - CP_MIN_SEG_ITEMS)
-    return CP_MAX_BER_SHORT + f * (CP_MAX_BER - CP_MAX_BER_SHORT)
+    if n_items >= _CP.long_seg_items:
+        return _CP.max_ber
+    f = (n_items - _CP.min_seg_items) / max(1, _CP.long_seg_items - _CP.min_seg_items)
+    return _CP.max_ber_short + f * (_CP.max_ber - _CP.max_ber_short)
 
 
 def _cp_segment(
@@ -924,14 +906,14 @@ def _extend(t: Segment, qs: float, qe: float) -> Segment:
 
 
 def _covered(matches: list[_Match], duration_s: float) -> float:
-    """Fraction of the query covered by clean Chromaprint segments (BER at most SH_SKIP_BER,
+    """Fraction of the query covered by clean Chromaprint segments (BER at most _SH.skip_ber,
     time scale inside its grid): a worse one may be a larger change that the triplets measure."""
     spans = sorted(
         (s.query_start, s.query_end)
         for m in matches
         if m.signal == "chromaprint"
-        and abs(float(m.evidence.get("time_scale", 1.0)) - 1.0) < SH_LEAD_SCALE
-        and float(m.evidence.get("chromaprint_ber", 1.0)) <= SH_SKIP_BER
+        and abs(float(m.evidence.get("time_scale", 1.0)) - 1.0) < _SH.lead_scale
+        and float(m.evidence.get("chromaprint_ber", 1.0)) <= _SH.skip_ber
         for s in m.segments
     )
     total, end = 0.0, 0.0
@@ -948,8 +930,8 @@ def _merge_rank(m: _Match) -> int:
     copy is pitch-shifted or time-scaled beyond what the other signals model, else Chromaprint
     (the most precise alignment), then the rest."""
     if m.signal == "triplets" and (
-        abs(float(m.evidence.get("pitch_shift_semitones", 0.0))) >= SH_LEAD_PITCH
-        or abs(float(m.evidence.get("time_scale", 1.0)) - 1.0) >= SH_LEAD_SCALE
+        abs(float(m.evidence.get("pitch_shift_semitones", 0.0))) >= _SH.lead_pitch
+        or abs(float(m.evidence.get("time_scale", 1.0)) - 1.0) >= _SH.lead_scale
     ):
         return 0
     return 1 if m.signal == "chromaprint" else 2

@@ -2,7 +2,7 @@
 
 The fingerprint service sends the spectral peaks of a recording on a log-frequency axis
 (``AudioFingerprint.extra["peaks"]``, see ``contentmatch_shared.peaks_payload``). Here every peak
-(the anchor) is joined with pairs of the peaks that follow it within ``SH_DT_MAX`` frames; each
+(the anchor) is joined with pairs of the peaks that follow it within ``_SH.dt_max`` frames; each
 triplet (t1, f1), (t2, f2), (t3, f3) is hashed by
 
 * ``f2 - f1`` and ``f3 - f2`` in semitones: a pitch shift adds the same amount to every
@@ -19,12 +19,12 @@ Verification: a query triplet matching a reference triplet implies a pitch shift
 ``f1_ref - f1_query`` and, with the anchors' times, one point of the affine time relation
 ``t_ref = offset + scale * t_query``. Matches are grouped by work and pitch shift; inside a group a
 grid of scales (``SH_SCALES``) and offset buckets finds the consistent set, which is refined by a
-least-squares fit. Accepted when ``SH_MIN_INLIERS`` distinct query triplets agree on one (pitch,
+least-squares fit. Accepted when ``_SH.min_inliers`` distinct query triplets agree on one (pitch,
 scale, offset) and they do not come from silence or one held frame (the Chromaprint static-item
 mask of both sides, supplied by the caller). The match reports the time scale (reference seconds
 per query second), the pitch shift of the query relative to the reference, and the segments.
 
-All thresholds are in the calibration block below; docs/audio.md tells how they were set.
+All thresholds are in ``audio_config.AUDIO_MATCH.triplets``; docs/audio.md tells how they were set.
 """
 
 from __future__ import annotations
@@ -36,39 +36,16 @@ import numpy as np
 
 from contentmatch_shared.peaks_payload import PK_FRAME_RATE, decode_peaks
 
-# ------------------------------------------------------------------------------------ calibration
-SH_FANOUT = 4  # followers per anchor; every pair of them makes a triplet (6 per anchor)
-SH_DT_MIN = 2  # frames between consecutive peaks of a triplet (simultaneous peaks: no ratio)
-SH_DT_MAX = 86  # frames (2 s) from the anchor to the last peak
-SH_MIN_SPAN = 8  # frames: shorter triplets give a noisy time ratio
-SH_DF_MAX = 24  # semitones between consecutive peaks of a triplet
-SH_RATIO_LEVELS = 16  # quantisation of (t2 - t1) / (t3 - t1)
-SH_PROBE_MARGIN = 0.2  # of a quantisation step: closer to a boundary, the neighbour is probed
-SH_PITCH_MAX = 5.0  # semitones of pitch shift searched
-SH_SCALE_MIN, SH_SCALE_MAX = 0.80, 1.25  # reference seconds per query second searched
-SH_SCALES = np.exp(np.arange(np.log(SH_SCALE_MIN), np.log(SH_SCALE_MAX) + 1e-9, 0.004))
-SH_PITCH_BIN = 0.5  # semitones per pitch bucket (neighbours merged: 1 semitone wide)
-SH_OFFSET_BIN = 6  # frames per offset bucket on the scale grid
-SH_FIT_TOL = 4.0  # frames: inlier residual after the least-squares fit
-SH_MIN_INLIERS = 12  # distinct query triplets agreeing on one (pitch, scale, offset)
-SH_MIN_ANCHORS = 6  # ... with at least this many distinct anchor frames
-SH_MAX_CANDIDATES = 4  # (work, pitch) groups verified per query (the largest)
-SH_SCORE_HALF = 20.0  # score = n / (n + SH_SCORE_HALF)
-SH_KEY_CAP_FACTOR = 60  # skip keys with more than this x the mean postings
-SH_KEY_CAP_MIN = 1000
-# a work found by several signals: the triplets' segments and time scale lead when the copy is
-# shifted by this much pitch or time scale (Chromaprint searches +-5 % only, landmarks neither)
-SH_LEAD_PITCH = 0.5  # semitones
-SH_LEAD_SCALE = 0.04
-# the triplets are not searched when Chromaprint segments already cover this much of the query
-SH_SKIP_COVERAGE = 0.9
-SH_SKIP_BER = (
-    0.12  # ... at this BER or lower (clean, MP3, noise: <= 0.12; a 10 % stretch: 0.16-0.2)
-)
-SH_EDGE_PAD_S = 0.25  # segment edges: peaks are sparse, the audio reaches a little further
+from .audio_config import AUDIO_MATCH
 
-_N_DF = 2 * SH_DF_MAX + 1
-N_KEYS = _N_DF * _N_DF * SH_RATIO_LEVELS
+# Thresholds: audio_config.AUDIO_MATCH.triplets (docs/audio.md tells how they were set).
+_SH = AUDIO_MATCH.triplets
+SH_SCALES = np.exp(
+    np.arange(np.log(_SH.scale_min), np.log(_SH.scale_max) + 1e-9, _SH.scale_log_step)
+)
+
+_N_DF = 2 * _SH.df_max + 1
+N_KEYS = _N_DF * _N_DF * _SH.ratio_levels
 _F1_UNITS = 64  # per semitone, for the stored anchor log-frequency
 
 
@@ -88,7 +65,7 @@ class Triplets:
 
 
 def triplets(frames: np.ndarray, semis: np.ndarray) -> Triplets:
-    """All triplets of time-sorted peaks (anchor + two of its next ``SH_FANOUT`` followers)."""
+    """All triplets of time-sorted peaks (anchor + two of its next ``_SH.fanout`` followers)."""
     t = np.asarray(frames, dtype=np.int64)
     f = np.asarray(semis, dtype=np.float32)
     n = len(t)
@@ -96,26 +73,26 @@ def triplets(frames: np.ndarray, semis: np.ndarray) -> Triplets:
     empty = Triplets(*(np.zeros(0, d) for d in dtypes))
     if n < 3:
         return empty
-    follow = np.full((n, SH_FANOUT), -1, np.int64)
+    follow = np.full((n, _SH.fanout), -1, np.int64)
     taken = np.zeros(n, np.int64)
     i = np.arange(n)
-    for k in range(1, 6 * SH_FANOUT + 1):
+    for k in range(1, 6 * _SH.fanout + 1):
         if k >= n:
             break
         dt = t[k:] - t[:-k]
-        ok = (dt >= SH_DT_MIN) & (dt <= SH_DT_MAX) & (np.abs(f[k:] - f[:-k]) <= SH_DF_MAX)
-        ok &= taken[:-k] < SH_FANOUT
+        ok = (dt >= _SH.dt_min) & (dt <= _SH.dt_max) & (np.abs(f[k:] - f[:-k]) <= _SH.df_max)
+        ok &= taken[:-k] < _SH.fanout
         idx = np.flatnonzero(ok)
         follow[idx, taken[idx]] = idx + k
         taken[idx] += 1
     rows_a, rows_j, rows_k = [], [], []
-    for a in range(SH_FANOUT):
-        for b in range(a + 1, SH_FANOUT):
+    for a in range(_SH.fanout):
+        for b in range(a + 1, _SH.fanout):
             j, k = follow[:, a], follow[:, b]
             ok = (j >= 0) & (k >= 0)
             jj, kk = np.where(ok, j, 0), np.where(ok, k, 0)
-            ok &= (t[kk] - t[jj] >= SH_DT_MIN) & (t[kk] - t[i] >= SH_MIN_SPAN)
-            ok &= np.abs(f[kk] - f[jj]) <= SH_DF_MAX
+            ok &= (t[kk] - t[jj] >= _SH.dt_min) & (t[kk] - t[i] >= _SH.min_span)
+            ok &= np.abs(f[kk] - f[jj]) <= _SH.df_max
             sel = np.flatnonzero(ok)
             rows_a.append(sel)
             rows_j.append(jj[sel])
@@ -137,13 +114,13 @@ def triplets(frames: np.ndarray, semis: np.ndarray) -> Triplets:
 
 
 def _key(q1: np.ndarray, q2: np.ndarray, qr: np.ndarray) -> np.ndarray:
-    return ((q1 * _N_DF + q2) * SH_RATIO_LEVELS + qr).astype(np.uint32)
+    return ((q1 * _N_DF + q2) * _SH.ratio_levels + qr).astype(np.uint32)
 
 
 def reference_keys(tr: Triplets) -> np.ndarray:
-    q1 = np.clip(np.rint(tr.d1), -SH_DF_MAX, SH_DF_MAX).astype(np.int64) + SH_DF_MAX
-    q2 = np.clip(np.rint(tr.d2), -SH_DF_MAX, SH_DF_MAX).astype(np.int64) + SH_DF_MAX
-    qr = np.clip((tr.ratio * SH_RATIO_LEVELS).astype(np.int64), 0, SH_RATIO_LEVELS - 1)
+    q1 = np.clip(np.rint(tr.d1), -_SH.df_max, _SH.df_max).astype(np.int64) + _SH.df_max
+    q2 = np.clip(np.rint(tr.d2), -_SH.df_max, _SH.df_max).astype(np.int64) + _SH.df_max
+    qr = np.clip((tr.ratio * _SH.ratio_levels).astype(np.int64), 0, _SH.ratio_levels - 1)
     return _key(q1, q2, qr)
 
 
@@ -159,24 +136,24 @@ def query_keys(tr: Triplets) -> tuple[np.ndarray, np.ndarray]:
         frac = v - base  # rounding: [-0.5, 0.5]; floor: [0, 1)
         if rounding:
             alt = base + np.sign(frac)
-            near = np.abs(frac) > 0.5 - SH_PROBE_MARGIN
+            near = np.abs(frac) > 0.5 - _SH.probe_margin
         else:
             alt = np.where(frac < 0.5, base - 1, base + 1)
-            near = (frac < SH_PROBE_MARGIN) | (frac > 1 - SH_PROBE_MARGIN)
+            near = (frac < _SH.probe_margin) | (frac > 1 - _SH.probe_margin)
         b = np.clip(base, lo, hi).astype(np.int64)
         a = np.clip(alt, lo, hi).astype(np.int64)
         return [(np.ones(n, bool), b), (near & (a != b), a)]
 
-    o1 = options(tr.d1, -SH_DF_MAX, SH_DF_MAX, True)
-    o2 = options(tr.d2, -SH_DF_MAX, SH_DF_MAX, True)
-    o3 = options(tr.ratio * SH_RATIO_LEVELS, 0, SH_RATIO_LEVELS - 1, False)
+    o1 = options(tr.d1, -_SH.df_max, _SH.df_max, True)
+    o2 = options(tr.d2, -_SH.df_max, _SH.df_max, True)
+    o3 = options(tr.ratio * _SH.ratio_levels, 0, _SH.ratio_levels - 1, False)
     out_i, out_k = [], []
     for m1, v1 in o1:
         for m2, v2 in o2:
             for m3, v3 in o3:
                 m = m1 & m2 & m3
                 out_i.append(idx[m])
-                out_k.append(_key(v1[m] + SH_DF_MAX, v2[m] + SH_DF_MAX, v3[m]))
+                out_k.append(_key(v1[m] + _SH.df_max, v2[m] + _SH.df_max, v3[m]))
     return np.concatenate(out_i), np.concatenate(out_k)
 
 
@@ -285,7 +262,7 @@ class TripletIndex:
         if len(q) == 0 or self._used == 0:
             return []
         qi_all, keys = query_keys(q)
-        cap = max(SH_KEY_CAP_MIN, SH_KEY_CAP_FACTOR * self._used // N_KEYS)
+        cap = max(_SH.key_cap_min, _SH.key_cap_factor * self._used // N_KEYS)
         k_idx, pos = self._runs.lookup(keys, cap)
         if len(k_idx) == 0:
             return []
@@ -296,14 +273,14 @@ class TripletIndex:
         slot = self._slot_of(pos)
         ok = alive[slot]
         pitch = self._f1[pos].astype(np.float32) / _F1_UNITS - q.f1[qi]  # ref - query
-        ok &= np.abs(pitch) <= SH_PITCH_MAX
+        ok &= np.abs(pitch) <= _SH.pitch_max
         ratio = self._span[pos].astype(np.float32) / q.span[qi]
-        ok &= (ratio >= SH_SCALE_MIN * 0.85) & (ratio <= SH_SCALE_MAX / 0.85)
+        ok &= (ratio >= _SH.scale_min * 0.85) & (ratio <= _SH.scale_max / 0.85)
         qi, pos, slot, pitch = qi[ok], pos[ok], slot[ok], pitch[ok]
-        if len(qi) < SH_MIN_INLIERS:
+        if len(qi) < _SH.min_inliers:
             return []
-        pb = np.floor(pitch / SH_PITCH_BIN).astype(np.int64)
-        n_pb = int(2 * SH_PITCH_MAX / SH_PITCH_BIN) + 4
+        pb = np.floor(pitch / _SH.pitch_bin).astype(np.int64)
+        n_pb = int(2 * _SH.pitch_max / _SH.pitch_bin) + 4
         group = slot.astype(np.int64) * n_pb + (pb + n_pb // 2)
         ug, counts = np.unique(group, return_counts=True)
         # a group and its upper neighbour pitch bucket together (a shift near a bucket edge)
@@ -315,8 +292,8 @@ class TripletIndex:
         out: list[ShiftMatch] = []
         done: set[int] = set()
         tried = 0
-        for gi in order[: 3 * SH_MAX_CANDIDATES]:
-            if pair_counts[gi] < SH_MIN_INLIERS or tried >= SH_MAX_CANDIDATES:
+        for gi in order[: 3 * _SH.max_candidates]:
+            if pair_counts[gi] < _SH.min_inliers or tried >= _SH.max_candidates:
                 break
             g = int(ug[gi])
             if g in done:
@@ -348,8 +325,8 @@ class TripletIndex:
         # Hough over (scale, offset): for every scale of the grid, the offsets in buckets
         off = tr[None, :] - SH_SCALES[:, None] * tq[None, :]
         best_n, best = 0, None
-        for phase in (0.0, SH_OFFSET_BIN / 2):
-            b = np.floor((off + phase) / SH_OFFSET_BIN).astype(np.int64)
+        for phase in (0.0, _SH.offset_bin / 2):
+            b = np.floor((off + phase) / _SH.offset_bin).astype(np.int64)
             b -= b.min()
             width = int(b.max()) + 1
             cell = np.arange(len(SH_SCALES))[:, None] * width + b
@@ -359,7 +336,7 @@ class TripletIndex:
                 best_n = int(cnt[k])
                 si = k // width
                 best = (si, cell[si] == k)
-        if best is None or best_n < SH_MIN_INLIERS:
+        if best is None or best_n < _SH.min_inliers:
             return None
         si, mask = best
         # least-squares refinement on the bucket's pairs, then inliers by residual
@@ -367,28 +344,28 @@ class TripletIndex:
         offset = float(np.median(tr[mask] - scale * tq[mask]))
         for _ in range(2):
             res = np.abs(tr - (offset + scale * tq))
-            inl = res <= SH_FIT_TOL
-            if inl.sum() < SH_MIN_INLIERS:
+            inl = res <= _SH.fit_tol
+            if inl.sum() < _SH.min_inliers:
                 return None
             if np.ptp(tq[inl]) >= 2 * PK_FRAME_RATE:
                 s, o = np.polyfit(tq[inl], tr[inl], 1)
-                if SH_SCALE_MIN <= s <= SH_SCALE_MAX:
+                if _SH.scale_min <= s <= _SH.scale_max:
                     scale, offset = float(s), float(o)
         res = np.abs(tr - (offset + scale * tq))
-        inl = res <= SH_FIT_TOL
+        inl = res <= _SH.fit_tol
         # one vote per query triplet; silence / held frames on either side are no evidence
         live = inl & ~static_of(-1, tq, True) & ~static_of(slot, tr, False)
         idx = np.flatnonzero(live)
         _, first = np.unique(qi[idx], return_index=True)
         idx = idx[first]
         n = len(idx)
-        if n < SH_MIN_INLIERS or len(np.unique(tq[idx])) < SH_MIN_ANCHORS:
+        if n < _SH.min_inliers or len(np.unique(tq[idx])) < _SH.min_anchors:
             return None
         t_q = tq[idx]
         q0, q1 = float(t_q.min()) / PK_FRAME_RATE, float(t_q.max() + q.span[qi[idx]].max())
-        q1 = min(q1 / PK_FRAME_RATE, float(t_q.max()) / PK_FRAME_RATE + SH_DT_MAX / PK_FRAME_RATE)
-        qs = 0.0 if q0 < 1.0 else q0 - SH_EDGE_PAD_S
-        qe = query_duration_s if query_duration_s - q1 < 1.0 else q1 + SH_EDGE_PAD_S
+        q1 = min(q1 / PK_FRAME_RATE, float(t_q.max()) / PK_FRAME_RATE + _SH.dt_max / PK_FRAME_RATE)
+        qs = 0.0 if q0 < 1.0 else q0 - _SH.edge_pad_s
+        qe = query_duration_s if query_duration_s - q1 < 1.0 else q1 + _SH.edge_pad_s
         qe = min(qe, query_duration_s)
         off_s = offset / PK_FRAME_RATE
         rs = max(0.0, off_s + scale * qs)
@@ -402,5 +379,5 @@ class TripletIndex:
             query_end=round(qe, 3),
             ref_start=round(rs, 3),
             ref_end=round(re, 3),
-            score=n / (n + SH_SCORE_HALF),
+            score=n / (n + _SH.score_half),
         )

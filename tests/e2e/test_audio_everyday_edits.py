@@ -1,7 +1,7 @@
-"""Audio everyday edits end to end, through HTTP only: a sped-up excerpt and a pitch-shifted one are
-each found with their segments (and the time scale / pitch shift in the evidence); a cover of a
-registered song and a fanfare decaying into digital silence are not. (Music under speech is measured
-by the benchmark: it is not found reliably enough yet for a test.)"""
+"""Audio everyday edits end to end, through HTTP only: a sped-up excerpt, a pitch-shifted one and
+music under speech are each found with their segments (and the time scale / pitch shift in the
+evidence); a cover of a registered song, a fanfare decaying into digital silence and another game
+track built on the same loop as a registered one are not."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from tests.e2e.conftest import Tenants
 from tests.fixtures import audio
 
 SR = audio.DEFAULT_SR
-SONGS = {411: "flac", 412: "ogg"}  # seed -> registered format
+SONGS = {411: "flac", 412: "ogg", 8110: "mp3"}  # seed -> registered format
 QUIET_INTRO = 414  # a work that opens on near-silence
+LOOP = 8111  # a work built on a loop that another (unregistered) track uses too
 
 
 def _file(samples: np.ndarray, codec: str, tmp: Path, name: str) -> tuple[bytes, str]:
@@ -37,6 +38,7 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def songs() -> dict[int, np.ndarray]:
     out = {s: audio.make_track(s, 36.0, SR) for s in SONGS}
     out[QUIET_INTRO] = audio.quiet_intro_track(QUIET_INTRO, 30.0, SR, intro_s=8.0)
+    out[LOOP] = audio.shared_loop_tracks(LOOP, 36.0, SR)[0]
     return out
 
 
@@ -104,3 +106,23 @@ def test_cover_and_fanfare_into_silence_match_nothing(
     for upload_id in ids:
         upload = tenants.tube.wait_upload(upload_id)
         assert upload["status"] == "no_match", upload["matches"]
+
+
+def test_music_under_speech_is_found_with_its_segments(
+    tenants: Tenants, songs: dict[int, np.ndarray], registered: dict[int, str], media_dir: Path
+) -> None:
+    clip = audio.excerpt(songs[8110], SR, 13.0, 10.0)
+    vlog = audio.mix_under(clip, audio.speech_like(10.0, SR, 8112), 10.0)
+    data, fname = _file(vlog, "m4a", media_dir, "vlog")
+    upload = tenants.tube.wait_upload(tenants.tube.submit_upload(data, fname))
+    best = _assert_found(upload, registered[8110], 13.0, 1.0)
+    assert "background" in best["evidence"]["signals"], best
+
+
+def test_another_track_on_the_same_loop_matches_nothing(
+    tenants: Tenants, registered: dict[int, str], media_dir: Path
+) -> None:
+    other = audio.excerpt(audio.shared_loop_tracks(LOOP, 36.0, SR)[1], SR, 9.0, 10.0)
+    data, fname = _file(other, "mp3", media_dir, "same-loop")
+    upload = tenants.tube.wait_upload(tenants.tube.submit_upload(data, fname))
+    assert upload["status"] == "no_match", upload["matches"]

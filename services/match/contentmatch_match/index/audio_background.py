@@ -100,8 +100,10 @@ class BackgroundIndex:
     """Reference peaks per work plus an inverted index of their pair keys (``runs``: the audio
     index's sorted runs of (key, address)); the caller holds the lock."""
 
-    def __init__(self, runs: Callable[[], object], cfg: BackgroundThresholds | None = None):
-        self.cfg = cfg or AUDIO_MATCH.background
+    # the thresholds are read from the configuration, not kept in a snapshot's state
+    cfg: BackgroundThresholds = AUDIO_MATCH.background
+
+    def __init__(self, runs: Callable[[], object]):
         self._runs = runs()
         self._peaks: list[tuple[np.ndarray, np.ndarray] | None] = []  # per slot, sorted by bin
         self._base: list[int] = []

@@ -450,7 +450,12 @@ class Driver:
         if clients is None:
             clients = self._local.clients = {}
         if key not in clients:
-            clients[key] = httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=120)
+            clients[key] = httpx.Client(
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=120,
+                # uvicorn closes idle connections after 5 s: never reuse one that old.
+                limits=httpx.Limits(keepalive_expiry=2.0),
+            )
         return clients[key]
 
     def register(self, path: str, title: str) -> str:
@@ -471,14 +476,22 @@ class Driver:
         return r.status_code == 200 and r.json()["status"] != "pending"
 
     def post_upload(self, data: bytes, name: str) -> Posted:
-        """POST until accepted; a 429/503 waits its Retry-After (as a platform's client should)."""
+        """POST until accepted; a 429/503 waits its Retry-After (as a platform's client should).
+        A request on a connection the server had just closed is sent again (no Idempotency-Key:
+        its records would cost S3 requests the figures should not include; clients drop idle
+        connections before the server's keep-alive timeout, so this is rare)."""
         refusals = 0
         while True:
             started = time.monotonic()
-            r = self._client(self.platform_key).post(
-                f"{self.stack.url('ingest')}/v1/uploads", files={"file": (name, data)}
-            )
-            if r.status_code == 202:
+            try:
+                r = self._client(self.platform_key).post(
+                    f"{self.stack.url('ingest')}/v1/uploads",
+                    files={"file": (name, data)},
+                )
+            except httpx.TransportError:
+                time.sleep(0.2)
+                continue
+            if r.status_code in (201, 202):
                 return Posted(r.json()["upload_id"], started, refusals)
             if r.status_code in (429, 503) and "retry-after" in r.headers:
                 refusals += 1

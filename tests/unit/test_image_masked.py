@@ -47,7 +47,13 @@ def work():
 
 @pytest.mark.parametrize(
     "name",
-    ["meme_2bands_12", "meme_outlined_text", "grade_teal_orange_vignette", "watermark_text"],
+    [
+        "meme_2bands_12",
+        "meme_2bands_25",
+        "meme_outlined_text",
+        "grade_teal_orange_vignette",
+        "watermark_text",
+    ],
 )
 def test_everyday_edits_are_explained(work, name):
     check = _judge(work, transform(work, name, seed=1))
@@ -82,8 +88,29 @@ def test_unrelated_pictures_do_not_agree(work):
 
 
 def test_zoom_limits_are_stricter():
-    assert DEFAULT.masked.zoom.max_occluded <= 0.1 and DEFAULT.masked.zoom.min_agree_share > 0.8
-    assert DEFAULT.masked.zoom.min_overlap < 0.12  # a third of each side shows 0.11 of the work
+    zoom, plain = DEFAULT.masked.zoom, DEFAULT.masked.limits
+    assert zoom.max_occluded < plain.max_occluded and zoom.min_agree_share > 0.8
+    assert zoom.min_agree_zncc > plain.min_agree_zncc and zoom.min_blocks > plain.min_blocks
+    assert zoom.min_overlap < 0.11  # a third of each side shows 0.11 of the work (less erosion)
+
+
+def test_two_framings_side_by_side_are_another_photo():
+    # Another photo of the same scene from one spot, framed further right: the part the two
+    # share agrees, but neither lies inside the other as a crop, a zoom or a canvas does.
+    scene = make_image(7, (560, 300))
+    left, right = scene.crop((0, 0, 400, 300)), scene.crop((160, 0, 560, 300))
+    wt, qt = work_thumbnail(_thumb(left)), _thumb(right)
+    sq, sw = qt.grey.shape[1] / 400, wt.grey.shape[1] / 400
+    H = np.array([[sw / sq, 0, 160 * sw], [0, sw / sq, 0], [0, 0, 1]])
+    check = masked_check(wt, qt, H)
+    assert check.agree >= 0.9  # the shared part is the same
+    assert max(check.overlap, check.query_inside) < DEFAULT.masked.limits.min_contained
+    assert not check.accepted()
+    # A crop lies inside the work: all of it is on the work.
+    ct = _thumb(left.crop((40, 30, 360, 270)))
+    sc = ct.grey.shape[1] / 320
+    crop = masked_check(wt, ct, np.array([[sw / sc, 0, 40 * sw], [0, sw / sc, 30 * sw], [0, 0, 1]]))
+    assert crop.query_inside > 0.9 and crop.accepted()
 
 
 def _chroma_field(seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -234,6 +234,13 @@ class MaskedMeasure:
     added_min_gain: float = 0.2  # ... with that contrast taken as at least this
     band_rows: float = 0.3  # share of the height from the top or bottom a band may lie in
     band_min_bad: float = 0.5  # share of a band row's informative blocks that differ
+    # A band's edge in px: rows from the edge on which fewer of the work's textured px agree
+    # than band_px_agree, at least band_min_px of the height; a block it crosses is judged
+    # on its part outside the band when at least band_min_left of its rows are left
+    band_px_agree: float = 0.3
+    band_min_px: float = 0.04
+    band_min_left: float = 0.34
+    band_query_texture: float = 0.1  # share of a plain work row the query's letters cover
     coloured: float = 12.0  # Cb/Cr magnitude from which a pixel counts as coloured
     min_coloured_px: int = 8  # coloured pixels the grade model needs
     colour_off: float = 30.0  # Cb/Cr distance from the grade model that counts a pixel off
@@ -256,13 +263,17 @@ class MaskedLimits:
     """What the masked judge (``masked``) needs to see to accept."""
 
     min_blocks: int = 8  # informative blocks in the overlap
-    min_agree_share: float = 0.4  # agreeing / informative blocks
+    min_agree_share: float = 0.4  # agreeing / informative blocks not under a band
     min_agree_zncc: float = 0.8  # mean correlation of the agreeing blocks
     max_unexplained: float = 0.05  # differing blocks no overlay explains / informative
     max_added: float = 0.1  # blocks textured in the query only (outside bands) / informative
     max_occluded: float = 0.6  # blocks set aside as overlay / informative
     max_colour_off: float = 0.2  # coloured pixels off the fitted grade
     min_overlap: float = 0.25  # share of the work the query shows
+    # ... and one inside the other, this share of it: a copy lies on the work (a crop, a
+    # zoom) or holds it (a canvas, a photo of a screen); two framings side by side are
+    # another photo of the same scene
+    min_contained: float = 0.75
     grade_max_turn: float = 15.0  # degrees of hue turn a grade may make
     grade_gain: tuple[float, float] = (0.35, 2.5)  # saturation gain a grade may make
 
@@ -273,18 +284,22 @@ class MaskedRules:
 
     limits: MaskedLimits = field(default_factory=MaskedLimits)
     # A deep zoom shows a small part of the work (a third of each side: 0.11 of it): nearly
-    # every block there must agree, nothing is set aside as an overlay
+    # every block there must agree, and closely (a copy's blocks correlate at 0.94-0.99),
+    # little is set aside as an overlay
     zoom: MaskedLimits = field(
         default_factory=lambda: MaskedLimits(
+            min_blocks=12,
             min_agree_share=0.85,
-            min_agree_zncc=0.85,
-            max_unexplained=0.06,
-            max_occluded=0.1,
+            min_agree_zncc=0.93,
+            max_unexplained=0.07,
+            max_occluded=0.15,
             max_added=0.05,
-            min_overlap=0.09,
+            min_overlap=0.07,
         )
     )
-    zoom_min_inliers: int = 20  # homography inliers a deep zoom needs
+    # ORB inliers a deep zoom needs: the work's features at the scale the zoom shows them
+    # are few (a 0.4 zoom: 9-32), so the blocks carry the evidence
+    zoom_min_inliers: int = 8
     agree_weight: float = 0.4  # score: 0.5 * prior + this * agreeing block share
 
 

@@ -178,7 +178,10 @@ class MaskedJudge:
         transform = cand.transform()
         if not checks.has_thumbs or transform is None:
             return None
-        if self.homography_only and cand.homography is None:
+        # A similarity that shows less of the work than a plain copy must (a deep zoom) is
+        # judged here too: the dense judges refuse it on overlap alone.
+        deep = checks.can_measure and checks.dense.overlap < self.cfg.masked.limits.min_overlap
+        if self.homography_only and cand.homography is None and not deep:
             return None
         # A grade model explains a cast over a grey work as well as a red cross where the
         # work's is black: colour where the work has none refuses here as for a plain copy.

@@ -82,7 +82,7 @@ def local_zncc(
 @dataclass(frozen=True)
 class MaskedCheck:
     informative: int  # informative work blocks in the overlap
-    agree: float  # agreeing / informative
+    agree: float  # agreeing / informative blocks not under a band
     agree_zncc: float  # mean correlation of the agreeing blocks
     translucent: float  # differing blocks where the work shows through / informative
     banded: float  # differing blocks inside a top or bottom band / informative
@@ -101,6 +101,9 @@ class MaskedCheck:
     )
     # Where ``restored`` lies in the work's dense thumbnail: 2 x 3, its px -> work px
     restored_align: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # share of the aligned query that lies on the work (a zoom: all of it; a photo of a
+    # screen holds the work, which is covered instead)
+    query_inside: float = 1.0
 
     def accepted(self, limits: MaskedLimits = DEFAULT.masked.limits) -> bool:
         colour_ok = math.isnan(self.colour_off) or (
@@ -111,6 +114,7 @@ class MaskedCheck:
         return (
             self.informative >= limits.min_blocks
             and self.overlap >= limits.min_overlap
+            and max(self.overlap, self.query_inside) >= limits.min_contained
             and self.agree >= limits.min_agree_share
             and self.agree_zncc >= limits.min_agree_zncc
             and self.unexplained <= limits.max_unexplained
@@ -130,6 +134,9 @@ class MaskedCheck:
             "masked_banded": r(self.banded),
             "masked_unexplained": r(self.unexplained),
             "masked_added": r(self.added),
+            "masked_agree_zncc": r(self.agree_zncc),
+            "masked_overlap": r(self.overlap),
+            "masked_query_inside": r(self.query_inside),
             "grade_colour_off": r(self.colour_off),
             "grade_hue_turn": r(self.hue_turn),
         }
@@ -148,6 +155,21 @@ def to_fine(work: Thumb, H: np.ndarray) -> np.ndarray:
     g, f = work.grey, work_grey(work)
     s = np.diag([f.shape[1] / g.shape[1], f.shape[0] / g.shape[0], 1.0])
     return s @ H
+
+
+def _frame_area(H: np.ndarray, shape: tuple[int, ...]) -> float:
+    """Area (px of the work's frame) of the query frame mapped by H, less a px all round
+    (the warped mask is eroded by one)."""
+    h, w = shape[:2]
+    pts = np.array([[0, 0, 1], [w, 0, 1], [w, h, 1], [0, h, 1]], np.float64) @ H.T
+    if np.any(pts[:, 2] <= 1e-9):
+        return math.inf
+    xy = pts[:, :2] / pts[:, 2:3]
+    area = 0.5 * abs(
+        float(np.dot(xy[:, 0], np.roll(xy[:, 1], -1)) - np.dot(xy[:, 1], np.roll(xy[:, 0], -1)))
+    )
+    perimeter = float(np.hypot(*(np.roll(xy, -1, axis=0) - xy).T).sum())
+    return max(area - perimeter, 1.0)
 
 
 def _local_scale(H: np.ndarray, x: float, y: float) -> float:
@@ -199,6 +221,13 @@ class _Blocks:
     row_count: int
     edge_rows: int  # block rows from the top (or bottom) centred within band_rows
     slices: list[tuple[slice, slice]]
+    # per px row of the overlap (y0 to y1): share of the work's textured px that agree (NaN:
+    # too few textured px to say)
+    row_agree: np.ndarray
+    span: tuple[int, int]  # the overlap's rows y0, y1
+    hw: np.ndarray  # the high-passed work and query, and the overlap's mask
+    hq: np.ndarray
+    mask: np.ndarray
 
 
 def _trimmed_zncc(a: np.ndarray, b: np.ndarray, mm: MaskedMeasure) -> tuple[float, float, float]:
@@ -285,6 +314,17 @@ def _blocks(w: np.ndarray, q: np.ndarray, mask: np.ndarray, mm: MaskedMeasure) -
             qstd.append(sb)
     band_px = mm.band_rows * (y1 - y0)
     edge_rows = int(np.sum((ey[:-1] + ey[1:]) / 2 - y0 < band_px))
+    t_rows = textured[y0:y1].sum(axis=1)
+    a_rows = (textured & (zmap >= mm.px_agree))[y0:y1].sum(axis=1)
+    # Where the work is plain, a row the query has texture across (a caption's letters) is
+    # one where the work does not show either.
+    q_rows = (mask & (sq >= mm.px_texture))[y0:y1].sum(axis=1)
+    lettered = q_rows >= mm.band_query_texture * np.maximum(mask[y0:y1].sum(axis=1), 1)
+    row_agree = np.where(
+        t_rows >= mm.px_min_textured,
+        a_rows / np.maximum(t_rows, 1),
+        np.where(lettered, 0.0, math.nan),
+    )
     return _Blocks(
         np.array(zn),
         np.array(gain),
@@ -296,6 +336,11 @@ def _blocks(w: np.ndarray, q: np.ndarray, mask: np.ndarray, mm: MaskedMeasure) -
         ny,
         edge_rows,
         slices,
+        row_agree,
+        (int(y0), int(y1)),
+        hw,
+        hq,
+        mask,
     )
 
 
@@ -320,6 +365,48 @@ def _band_rows(b: _Blocks, differs: np.ndarray, mm: MaskedMeasure) -> np.ndarray
         if any((b.informative & differs & (b.rows == r)).any() for r in run):
             band[run] = True
     return band[b.rows]
+
+
+def _band_extent(b: _Blocks, mm: MaskedMeasure) -> tuple[int, int]:
+    """Px rows from the overlap's top and from its bottom that a caption band covers: a
+    run of rows from the edge (within ``band_rows`` of the height) on which the work's
+    texture does not show (rows without texture neither start nor break it), at least
+    ``band_min_px`` of the height; 0 when there is none. A band's edge rarely falls on a
+    block's edge: the blocks it crosses are judged on their part outside it."""
+    y0, y1 = b.span
+    h = y1 - y0
+    limit = int(mm.band_rows * h)
+
+    def extent(rows: np.ndarray) -> int:
+        last = 0
+        for k, a in enumerate(rows[:limit]):
+            if math.isnan(a):
+                continue
+            if a >= mm.band_px_agree:
+                break
+            last = k + 1
+        return last if last >= mm.band_min_px * h else 0
+
+    return extent(b.row_agree), extent(b.row_agree[::-1])
+
+
+def _outside_band(b: _Blocks, i: int, top: int, bottom: int, mm: MaskedMeasure) -> float | None:
+    """The correlation of block ``i`` on its rows outside the bands (``top`` and ``bottom``
+    px rows of the overlap); None when the block does not reach into a band, -1.0 when
+    too little of it is left to say (it lies in the band)."""
+    ys, xs = b.slices[i]
+    y0, y1 = b.span
+    lo, hi = max(ys.start, y0 + top), min(ys.stop, y1 - bottom)
+    if lo == ys.start and hi == ys.stop:
+        return None
+    if hi - lo < mm.band_min_left * (ys.stop - ys.start):
+        return -1.0
+    sl = (slice(lo, hi), xs)
+    m = b.mask[sl]
+    a, q = b.hw[sl][m], b.hq[sl][m]
+    if len(a) < mm.px_min_textured or a.std() < mm.texture_std:
+        return -1.0
+    return _trimmed_zncc(a, q, mm)[0]
 
 
 @dataclass(frozen=True)
@@ -402,6 +489,7 @@ def masked_check(
     Hf = to_fine(work, H)
     warped, mask = warp_query(query.grey, Hf, ww, wh, mm)
     overlap = float(mask.mean())
+    query_inside = min(1.0, float(mask.sum()) / _frame_area(Hf, query.grey.shape))
     b = _blocks(wg, warped, mask, mm)
     if b is None or not b.informative.any():
         return NO_EVIDENCE
@@ -431,10 +519,21 @@ def masked_check(
         )
     )
     in_band = _band_rows(b, differs, mm)
+    # Blocks a band's edge crosses: explained when their part outside the band agrees
+    top, bottom = _band_extent(b, mm)
+    under_band = in_band.copy()
+    if top or bottom:
+        for i in range(len(b.slices)):
+            z_out = _outside_band(b, i, top, bottom, mm)
+            if z_out is None:
+                continue
+            under_band[i] = True
+            if differs[i] and not through[i] and (z_out < 0 or z_out >= mm.agree_zncc):
+                in_band[i] = True
     banded = differs & ~through & in_band
     unexplained = differs & ~through & ~banded
     # Texture where the work is plain: an overlay on a blank area, or a sibling's own symbol.
-    added = ~inf & (b.query_std >= mm.added_std * max(copy_gain, mm.added_min_gain)) & ~in_band
+    added = ~inf & (b.query_std >= mm.added_std * max(copy_gain, mm.added_min_gain)) & ~under_band
     grade, qcw = NO_COLOUR, None
     if work.chroma is not None and query.chroma is not None and agree.any():
         grade, qcw = _grade_on(work, query, Hf, wg, b, agree, mm)
@@ -444,10 +543,16 @@ def masked_check(
         # A band is set aside whole, also where the work is plain under it.
         for i in np.flatnonzero(through | (in_band & banded.any())):
             fill[b.slices[i]] = True
+        # ... and the band's own rows, where its edge crosses blocks that still agree
+        y0, y1 = b.span
+        fill[y0 : y0 + top] = True
+        fill[y1 - bottom : y1] = True
+        fill &= mask
         restored, align = _restore(work, wg, warped, mask, b, agree, fill, grade, qcw, mm)
     return MaskedCheck(
         informative=n,
-        agree=float(agree.sum() / n),
+        # of the blocks a band does not cover: the rest of the picture must agree
+        agree=float(agree.sum() / max(n - int(banded.sum()), 1)),
         agree_zncc=float(z[agree].mean()) if agree.any() else 0.0,
         translucent=float(through.sum() / n),
         banded=float(banded.sum() / n),
@@ -459,6 +564,7 @@ def masked_check(
         overlap=overlap,
         restored=restored,
         restored_align=align,
+        query_inside=query_inside,
     )
 
 
@@ -496,10 +602,16 @@ def _field_terms(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def gain_field(
-    w: np.ndarray, q: np.ndarray, keep: np.ndarray, mm: MaskedMeasure = DEFAULT.masked_measure
+    w: np.ndarray,
+    q: np.ndarray,
+    keep: np.ndarray,
+    mm: MaskedMeasure = DEFAULT.masked_measure,
+    quadratic: bool = True,
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Fit ``q = G(x, y) w + C(x, y)`` with G and C quadratic over the picture (a vignette,
-    a graduated filter, uneven light on a print) on the kept pixels; (G, C) maps or None."""
+    """Fit ``q = G(x, y) w + C(x, y)`` with G and C quadratic (else linear) over the
+    picture (a vignette, a graduated filter, uneven light on a print) on the kept pixels;
+    (G, C) maps or None."""
+    k = 6 if quadratic else 3
     h, wd = w.shape
     ys, xs = np.nonzero(keep)
     if len(ys) < mm.min_field_px:
@@ -508,7 +620,7 @@ def gain_field(
         pick = np.linspace(0, len(ys) - 1, mm.gain_field_samples).astype(int)
         ys, xs = ys[pick], xs[pick]
     x, y = xs / max(wd - 1, 1) * 2 - 1, ys / max(h - 1, 1) * 2 - 1
-    t = _field_terms(x, y)
+    t = _field_terms(x, y)[:, :k]
     wv, qv = w[ys, xs].astype(np.float64), q[ys, xs].astype(np.float64)
     A = np.hstack([t * wv[:, None], t])
     use = np.ones(len(qv), bool)
@@ -518,8 +630,8 @@ def gain_field(
         use = err <= np.quantile(err, mm.field_refit_keep)
     yy, xx = np.mgrid[0:h, 0:wd]
     full = _field_terms((xx / max(wd - 1, 1) * 2 - 1).ravel(), (yy / max(h - 1, 1) * 2 - 1).ravel())
-    G = (full @ sol[:6]).reshape(h, wd)
-    C = (full @ sol[6:]).reshape(h, wd)
+    G = (full[:, :k] @ sol[:k]).reshape(h, wd)
+    C = (full[:, :k] @ sol[k:]).reshape(h, wd)
     return G.astype(np.float32), C.astype(np.float32)
 
 
@@ -540,6 +652,9 @@ def _restore(
         keep[b.slices[i]] = True
     keep &= mask
     fitted = gain_field(wg, warped, keep, mm)
+    if fitted is not None and float(fitted[0][keep].min(initial=1.0)) <= mm.min_field_gain:
+        # A quadratic fitted on a strip (what two bands leave) bends off it: a plane instead
+        fitted = gain_field(wg, warped, keep, mm, quadratic=False)
     if fitted is None:
         return None, None
     G, C = fitted

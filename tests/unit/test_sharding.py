@@ -125,6 +125,16 @@ def test_a_work_found_twice_while_resharding_counts_once_at_its_best() -> None:
     assert [(m.work_id, m.score) for m in verdict.matches] == [("wrk_a", 0.8)]
 
 
+def test_background_hits_of_a_shard_stand_only_where_no_shard_found_anything_else() -> None:
+    background = _match("wrk_bg", 0.5).model_copy(update={"signal": "background"})
+    found = merge_partials(
+        [_partial(0, 2, [_match("wrk_a", 0.9)], 1), _partial(1, 2, [background], 1)]
+    )
+    assert [m.work_id for m in found.matches] == ["wrk_a"]
+    alone = merge_partials([_partial(0, 2, [], 1), _partial(1, 2, [background], 1)])
+    assert [m.work_id for m in alone.matches] == ["wrk_bg"]
+
+
 def test_an_incomplete_set_of_answers_is_not_merged() -> None:
     with pytest.raises(ValueError, match="one each of 3"):
         merge_partials([_partial(0, 3, [], 1), _partial(2, 3, [], 1)])

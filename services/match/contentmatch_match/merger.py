@@ -45,6 +45,7 @@ from contentmatch_shared.topics import MEDIA_FAILED, UPLOADS_MATCHED
 log = logging.getLogger(__name__)
 
 PREFIX = "match/merge/"
+BACKGROUND_SIGNAL = "background"  # the audio index's background pass (index/audio.py)
 
 
 def merge_partials(partials: list[UploadPartialMatched]) -> UploadMatched:
@@ -60,9 +61,15 @@ def merge_partials(partials: list[UploadPartialMatched]) -> UploadMatched:
         raise ValueError(f"answers of shards {sorted(shards)} are not one each of {first.shards}")
     if any(p.upload_id != first.upload_id or p.shards != first.shards for p in partials):
         raise ValueError("answers of different uploads or shard counts")
+    # One index runs the audio background pass only when nothing else matched: a shard that
+    # found nothing ran it on its own works, so its background hits stand only if no shard
+    # found anything else.
+    direct = any(m.signal != BACKGROUND_SIGNAL for p in partials for m in p.matches)
     best: dict[str, Match] = {}
     for partial in partials:
         for match in partial.matches:
+            if direct and match.signal == BACKGROUND_SIGNAL:
+                continue
             held = best.get(match.work_id)
             if held is None or match.score > held.score:
                 best[match.work_id] = match

@@ -78,12 +78,15 @@ PROVENANCE_EVIDENCE = Counter(
     "Pieces of provenance evidence found, by reader source, kind and strength.",
     ["source", "kind", "strength"],
 )
-INDEX_ITEMS = Gauge("cm_index_items", "Works in the match index.", ["media_type"])
-INDEX_MEMORY = Gauge("cm_index_memory_bytes", "Memory held by the match index.", ["media_type"])
+# One series per shard a process serves: sum over shards, not over replicas of one shard.
+INDEX_ITEMS = Gauge("cm_index_items", "Works in the match index.", ["media_type", "shard"])
+INDEX_MEMORY = Gauge(
+    "cm_index_memory_bytes", "Memory held by the match index.", ["media_type", "shard"]
+)
 INDEX_LAST_UPDATE = Gauge(
     "cm_index_last_update_timestamp_seconds",
     "Unix time the index last applied a registry record (its age is time() minus this).",
-    ["media_type"],
+    ["media_type", "shard"],
 )
 REGISTRY_CAUGHT_UP = Gauge(
     "cm_registry_caught_up", "1 once the index has read the registry topic to its end."

@@ -29,7 +29,8 @@ COPY_TRANSFORMS = ("resize_half", "jpeg_q20", "resize_third")
 MOVES = {
     "uploads received": ("sum(cm_uploads_received_total)", N_UPLOADS),
     "uploads matched (consumer)": (
-        'sum(cm_consumer_records_processed_total{consumer="match", topic="uploads.fingerprinted"})',
+        "sum(cm_consumer_records_processed_total"
+        '{consumer=~"match(-shard-.*)?", topic="uploads.fingerprinted"})',
         N_UPLOADS,
     ),
     "works and uploads fingerprinted": (

@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     runtime = ServiceRuntime(settings, SERVICE)
     n = settings.match_shards
-    shards = {k: ShardIndex(k, n, WorkCatalog()) for k in settings.served_shards()}
+    shards = {k: ShardIndex(k, n, WorkCatalog(shard=k)) for k in settings.served_shards()}
     snapshot_store = SnapshotStore(settings, runtime.store) if settings.match_snapshots else None
     follower = RegistryFollower(settings, shards, snapshot_store) if shards else None
     # A replica serving no shard is a merger, whatever the shard count it was told.

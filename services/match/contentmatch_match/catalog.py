@@ -59,8 +59,11 @@ def default_indexes() -> dict[str, MediaIndex]:
 
 
 class WorkCatalog:
-    def __init__(self, indexes: dict[str, MediaIndex] | None = None) -> None:
+    def __init__(
+        self, indexes: dict[str, MediaIndex] | None = None, shard: int | None = None
+    ) -> None:
         self.indexes = indexes if indexes is not None else default_indexes()
+        self._shard_label = "" if shard is None else str(shard)  # of its metrics
         # work id -> the entry as compact JSON: a million works hold no million model objects
         self._entries: dict[str, bytes] = {}
         self._lock = threading.Lock()
@@ -115,9 +118,9 @@ class WorkCatalog:
         if media_type is None:
             return
         index = self.indexes[media_type]
-        metrics.INDEX_ITEMS.labels(media_type).set(len(index))
-        metrics.INDEX_MEMORY.labels(media_type).set(index.memory_bytes())
-        metrics.INDEX_LAST_UPDATE.labels(media_type).set(time.time())
+        metrics.INDEX_ITEMS.labels(media_type, self._shard_label).set(len(index))
+        metrics.INDEX_MEMORY.labels(media_type, self._shard_label).set(index.memory_bytes())
+        metrics.INDEX_LAST_UPDATE.labels(media_type, self._shard_label).set(time.time())
 
     def search(self, media_type: str, fingerprint: object, limit: int = 10) -> list[Match]:
         hits = self.indexes[media_type].search(fingerprint, limit=limit)

@@ -114,7 +114,7 @@ class RegistryFollower:
         except Exception as exc:
             reason = str(exc) if isinstance(exc, snapshots.SnapshotUnusable) else repr(exc)
             shard.origin_problem = reason
-            shard.catalog = WorkCatalog()
+            shard.catalog = WorkCatalog(shard=shard.shard)
             shard.start_offsets = {}
             metrics.SNAPSHOT_RESTORES.labels("unusable").inc()
             log.error(

@@ -186,13 +186,20 @@ class OrbTable:
         lens = sum((e.astype(np.int64) - b.astype(np.int64) for b, e, _ in ranges), np.int64(0))
         order = np.argsort(lens, kind="stable")
         keep = order[np.cumsum(lens[order]) <= budget]
-        hits = [sl[_gather(b[keep], e[keep])[0]] for b, e, sl in ranges]
+        # a hit weighs 1 / its key's postings (tf-idf: a rare key says more about a work)
+        weight = 1.0 / np.maximum(lens[keep], 1)
+        hits, weights = [], []
+        for b, e, sl in ranges:
+            idx, which = _gather(b[keep], e[keep])
+            hits.append(sl[idx])
+            weights.append(weight[which])
         found = np.concatenate(hits) if hits else np.zeros(0, np.uint32)
         if not len(found):
             return np.zeros(0, np.int64)
-        counts = np.bincount(found, minlength=len(alive))[: len(alive)]
-        counts[~alive] = 0
-        k = min(n, int(np.count_nonzero(counts >= min_hits)))
+        n_hits = np.bincount(found, minlength=len(alive))[: len(alive)]
+        counts = np.bincount(found, np.concatenate(weights), minlength=len(alive))[: len(alive)]
+        counts[~alive | (n_hits < min_hits)] = 0
+        k = min(n, int(np.count_nonzero(counts)))
         if k <= 0:
             return np.zeros(0, np.int64)
         top = np.argpartition(-counts, k - 1)[:k]

@@ -76,7 +76,10 @@ async def test_answers_merge_into_one_verdict_and_a_silent_shard_fails_the_uploa
     runtime = ServiceRuntime(settings, "match")
     await runtime.start()
     merger = PartialMerger(runtime)
-    merger.runner = await runtime.add_consumer(MERGER_GROUP, [MATCH_PARTIALS], merger)
+    # A group of this test's own: the e2e stack's merger (same broker) is in MERGER_GROUP, and
+    # sharing it would make this test wait on that member's rebalances.
+    group = f"{settings.topic_prefix}{MERGER_GROUP}"
+    merger.runner = await runtime.add_consumer(group, [MATCH_PARTIALS], merger)
     runtime.spawn(merger.sweep(), "merge-sweeper")
     publish = runtime.producer.publish
     try:

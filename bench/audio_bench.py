@@ -105,7 +105,8 @@ FAMILIES = (
 )
 
 
-def _duration(path: str) -> float:
+def duration_s(path: str) -> float:
+    """Seconds of audio ``path`` holds by its container (0 when ffprobe cannot tell)."""
     out = subprocess.run(
         ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path],
         capture_output=True,
@@ -130,7 +131,7 @@ def find_corpus(name: str = "tuning") -> list[tuple[str, float]]:
     files = sorted({f for g in CORPORA[name] for f in glob.glob(g, recursive=True)})
     out = []
     for f in files:
-        d = _duration(f)
+        d = duration_s(f)
         if d >= MIN_TRACK_S:
             out.append((f, d))
     return out

@@ -52,6 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.audio_bench import duration_s  # noqa: E402
 from contentmatch_shared.events import decode_event  # noqa: E402
 from contentmatch_shared.kafka.connection import new_consumer  # noqa: E402
 from contentmatch_shared.settings import Settings  # noqa: E402
@@ -360,18 +361,6 @@ def audio_clip(path: str, start: float, seconds: float = CLIP_S) -> bytes:
         capture_output=True, check=True,
     )  # fmt: skip
     return out.stdout
-
-
-def duration_s(path: str) -> float:
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path],
-        capture_output=True,
-        text=True,
-    )
-    try:
-        return float(out.stdout.strip())
-    except ValueError:
-        return 0.0
 
 
 @dataclass
